@@ -1,0 +1,174 @@
+"""WebSocket consumers: the live board and a job's progress."""
+
+import json
+import logging
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from . import services
+from .middleware import clean_request_id
+from .models import Job, Message
+
+logger = logging.getLogger(__name__)
+
+# The backlog is sent in pages of this many messages, however far behind the client is.
+BACKLOG_PAGE = 200
+# A client that gives no `after` gets the same latest messages the board page shows.
+DEFAULT_BACKLOG = 50
+
+
+def header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class JsonSocketMixin:
+    """Request id for logs, JSON frames out, and an error frame for a frame the client got wrong."""
+
+    def setup_request_id(self) -> None:
+        self.request_id = clean_request_id(header(self.scope, b"x-request-id"))
+
+    def log(self, message: str, *args) -> None:
+        logger.info(message, *args, extra={"request_id": self.request_id})
+
+    async def send_json(self, data: dict) -> None:
+        await self.send(text_data=json.dumps(data))
+
+    async def send_error(self, message: str) -> None:
+        await self.send_json({"type": "error", "error": message})
+
+    async def read_frame(self, text_data, bytes_data) -> dict | None:
+        """Return the frame as a dict, or answer with an error frame and return None."""
+        if text_data is None:
+            await self.send_error("binary frames are not supported; send JSON text")
+            return None
+        try:
+            data = json.loads(text_data)
+        except json.JSONDecodeError as exc:
+            await self.send_error(f"invalid JSON: {exc}")
+            return None
+        if not isinstance(data, dict):
+            await self.send_error("a frame must be a JSON object")
+            return None
+        return data
+
+
+class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
+    """Sends every stored message after `after`, then live ones: each id once, in ascending order."""
+
+    async def connect(self):
+        self.setup_request_id()
+        try:
+            after = self.parse_after()
+        except ValueError:
+            await self.close(code=4400)  # before accept: the handshake is refused
+            return
+        # Join before reading the backlog, so nothing committed in between is missed; duplicates
+        # are dropped by id in board_message.
+        await self.channel_layer.group_add(services.BOARD_GROUP, self.channel_name)
+        await self.accept()
+        self.last_id = after if after is not None else await database_sync_to_async(self.default_after)()
+        await self.send_backlog()
+        host, port = self.scope.get("server") or ("", "")
+        await self.send_json({"type": "ready", "last_id": self.last_id, "served_by": f"{host}:{port}"})
+        self.log("board socket open after=%s last_id=%s", after, self.last_id)
+
+    def parse_after(self) -> int | None:
+        values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("after")
+        if not values:
+            return None
+        after = int(values[0])
+        if after < 0:
+            raise ValueError(after)
+        return after
+
+    @staticmethod
+    def default_after() -> int:
+        latest = services.latest_messages(DEFAULT_BACKLOG)
+        return latest[0].id - 1 if latest else 0
+
+    async def send_backlog(self, up_to: int | None = None) -> None:
+        """Send stored messages with id > last_id (and <= up_to), page by page."""
+        while True:
+            page = await database_sync_to_async(self.backlog_page)(self.last_id, up_to)
+            for message in page:
+                await self.send_json({"type": "message", **message.as_json()})
+                self.last_id = message.id
+            if len(page) < BACKLOG_PAGE:
+                return
+
+    @staticmethod
+    def backlog_page(after: int, up_to: int | None) -> list[Message]:
+        messages = Message.objects.filter(id__gt=after)
+        if up_to is not None:
+            messages = messages.filter(id__lte=up_to)
+        return list(messages.order_by("id")[:BACKLOG_PAGE])
+
+    async def board_message(self, event):
+        message_id = event["id"]
+        if message_id <= self.last_id:
+            return  # already sent with the backlog
+        if message_id > self.last_id + 1:
+            # Broadcasts can overtake each other; fill the gap from the database, in order.
+            await self.send_backlog(up_to=message_id)
+            return
+        await self.send_json({"type": "message", "id": message_id, "text": event["text"], "created": event["created"]})
+        self.last_id = message_id
+
+    async def receive(self, text_data=None, bytes_data=None):
+        frame = await self.read_frame(text_data, bytes_data)
+        if frame is None:
+            return
+        if frame.get("type") != "post":
+            await self.send_error('unknown frame type; send {"type": "post", "text": "..."}')
+            return
+        try:
+            message = await database_sync_to_async(services.post_message)(frame.get("text"))
+        except services.InvalidInput as exc:
+            await self.send_error(str(exc))
+            return
+        self.log("message posted over websocket id=%s", message.id)
+
+    async def disconnect(self, code):
+        try:
+            await self.channel_layer.group_discard(services.BOARD_GROUP, self.channel_name)
+        except Exception as exc:  # Redis gone: the group entry expires by itself
+            logger.warning("leaving the board group failed: %s", exc)
+
+
+class JobConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
+    """Sends a job's current state at once, then each step's progress until it is finished."""
+
+    async def connect(self):
+        self.setup_request_id()
+        self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        job = await database_sync_to_async(Job.objects.filter(pk=self.job_id).first)()
+        if job is None:
+            await self.close(code=4404)  # before accept: the handshake is refused
+            return
+        await self.channel_layer.group_add(services.job_group(self.job_id), self.channel_name)
+        await self.accept()
+        # Read again after joining, so a step that ran in between is not missed.
+        job = await database_sync_to_async(Job.objects.get)(pk=self.job_id)
+        self.last_done = -1
+        await self.job_progress({"type": "job.progress", **job.as_json()})
+
+    async def job_progress(self, event):
+        if event["done"] < self.last_done and event["state"] != Job.FINISHED:
+            return  # an older step than the one already sent
+        self.last_done = event["done"]
+        await self.send_json({**event, "type": "job.progress"})
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if await self.read_frame(text_data, bytes_data) is not None:
+            await self.send_error("this socket only sends progress; it takes no frames")
+
+    async def disconnect(self, code):
+        try:
+            await self.channel_layer.group_discard(services.job_group(self.job_id), self.channel_name)
+        except Exception as exc:
+            logger.warning("leaving the job group failed: %s", exc)

@@ -1,0 +1,92 @@
+"""What the HTTP views and the WebSocket consumers share: validation, storing, broadcasting."""
+
+import logging
+from datetime import timedelta
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Job, Message
+
+logger = logging.getLogger(__name__)
+
+BOARD_GROUP = "board"
+JOBS_CHANNEL = "jobs"
+
+
+class InvalidInput(ValueError):
+    """Input a client sent that the app refuses; the message is shown to the client as is."""
+
+
+def job_group(job_id: int) -> str:
+    return f"job-{job_id}"
+
+
+def validate_text(value) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("text must be a string")
+    text = value.strip()
+    if not text:
+        raise InvalidInput("text must not be blank")
+    if len(text) > Message.MAX_LENGTH:
+        raise InvalidInput(f"text must be at most {Message.MAX_LENGTH} characters")
+    return text
+
+
+def validate_steps(value) -> int:
+    # bool is an int in Python; `true` is not a step count.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput("steps must be an integer")
+    if not 1 <= value <= Job.MAX_STEPS:
+        raise InvalidInput(f"steps must be between 1 and {Job.MAX_STEPS}")
+    return value
+
+
+def post_message(text) -> Message:
+    """Store a message, then broadcast it to the board once the transaction has committed."""
+    text = validate_text(text)
+    with transaction.atomic():
+        message = Message.objects.create(text=text)
+        transaction.on_commit(lambda: broadcast_message(message))
+    logger.info("message stored id=%s", message.id)
+    return message
+
+
+def broadcast_message(message: Message) -> None:
+    # The message is stored already: a broadcast that fails (Redis down) is logged, not raised,
+    # and clients pick the message up from the database when they reconnect.
+    try:
+        async_to_sync(get_channel_layer().group_send)(BOARD_GROUP, {"type": "board.message", **message.as_json()})
+    except Exception:
+        logger.exception("broadcast of message id=%s failed; clients will backfill it", message.id)
+
+
+def create_job(steps) -> Job:
+    """Store a job and hand it to the workers once the transaction has committed."""
+    steps = validate_steps(steps)
+    lease = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    with transaction.atomic():
+        job = Job.objects.create(total=steps, lease_until=lease)
+        transaction.on_commit(lambda: dispatch_job(job.id))
+    logger.info("job queued id=%s steps=%s", job.id, steps)
+    return job
+
+
+def dispatch_job(job_id: int) -> None:
+    # Channel delivery is at-most-once: if this send fails or the message is lost, the job's lease
+    # runs out and a worker's sweeper sends it again.
+    try:
+        async_to_sync(get_channel_layer().send)(JOBS_CHANNEL, {"type": "job.run", "id": job_id})
+    except Exception:
+        logger.exception("sending job id=%s to the workers failed; the lease sweeper will retry", job_id)
+
+
+def messages_after(after: int, limit: int) -> list[Message]:
+    return list(Message.objects.filter(id__gt=after).order_by("id")[:limit])
+
+
+def latest_messages(count: int) -> list[Message]:
+    return list(reversed(Message.objects.order_by("-id")[:count]))

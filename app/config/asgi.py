@@ -1,0 +1,33 @@
+"""
+ASGI config for the channels-stack project.
+
+It exposes the ASGI callable as a module-level variable named ``application``.
+
+For more information on this file, see
+https://docs.djangoproject.com/en/5.2/howto/deployment/asgi/
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Set up Django (apps, models) before anything imports a consumer.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from board.jobs import JobRunnerConsumer  # noqa: E402
+from board.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # A handshake whose Origin is missing or not one of ALLOWED_HOSTS is refused.
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # `manage.py runworker jobs` runs this consumer for messages on the "jobs" channel.
+        "channel": ChannelNameRouter({"jobs": JobRunnerConsumer.as_asgi()}),
+    }
+)

@@ -1,0 +1,18 @@
+"""URL configuration: the board page, the JSON API and the health probes.
+
+Gunicorn and Daphne both load these; Nginx sends /ws/ to Daphne, so /ws/healthz probes the ASGI
+tier and /healthz the WSGI tier.
+"""
+
+from django.urls import path
+
+from board import views
+
+urlpatterns = [
+    path("", views.board, name="board"),
+    path("api/messages", views.messages, name="messages"),
+    path("api/jobs", views.jobs, name="jobs"),
+    path("api/jobs/<int:job_id>", views.job_detail, name="job-detail"),
+    path("healthz", views.healthz, name="healthz"),
+    path("ws/healthz", views.healthz, name="ws-healthz"),
+]

@@ -1,0 +1,64 @@
+# docker/compose.mk: the compose staging stack (docker-compose.yml, docker/). Included by the Makefile.
+# Every target first makes sure of the engine (docker/engine.sh), the base image
+# (docker/base-image.sh: debootstrap + docker import when no registry answers), the builder's extra
+# CA certificates (docker/ca-certs.sh) and .env (docker/env.sh).
+
+# `docker compose` (v2) when installed, else `docker-compose` (v1.29); override with COMPOSE=...
+ifndef COMPOSE
+COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
+endif
+# Project of `make up`; its data volume is $(COMPOSE_PROJECT)_data.
+COMPOSE_PROJECT ?= channels-stack
+# The test tier's own project and port, so `make test-compose` never touches the `make up` stack.
+E2E_COMPOSE_PROJECT ?= channels-stack-e2e
+E2E_HTTP_PORT ?= 8090
+E2E_PYTEST ?= .venv/bin/python -m pytest
+E2E_PYTEST_ARGS ?=
+HADOLINT ?= .venv/bin/hadolint
+YAMLLINT ?= .venv/bin/yamllint
+
+DC = $(COMPOSE) -p $(COMPOSE_PROJECT)
+DOCKER_SCRIPTS = docker/env.sh docker/ca-certs.sh docker/up.sh docker/test-compose.sh \
+	docker/app/entrypoint.sh docker/nginx/healthcheck.sh docker/redis/entrypoint.sh
+
+.PHONY: compose-prepare up down logs ps clean compose-clean test-compose lint-docker
+
+compose-prepare:
+	@bash docker/engine.sh
+	@bash docker/base-image.sh
+	@bash docker/ca-certs.sh
+	@bash docker/env.sh .env
+
+up: compose-prepare ## Build and start the compose staging stack (nginx, app, redis); prints the URL when healthy
+	@bash docker/up.sh $(DC)
+
+down: ## Stop and remove the compose stack's containers; the data volume is kept
+	$(DC) down --remove-orphans
+
+logs: ## Follow the compose stack's logs (Ctrl-C to stop)
+	$(DC) logs --follow --tail 100
+
+ps: ## Show the compose stack's services and their health
+	$(DC) ps
+
+clean: compose-clean ## Remove the compose stack, its data volume and its images
+
+compose-clean:
+	@echo "clean: removing the compose stacks '$(COMPOSE_PROJECT)' and '$(E2E_COMPOSE_PROJECT)': containers, networks,"
+	@echo "clean: the data volumes (the SQLite database: messages and jobs are lost), the images"
+	@echo "clean: channels-stack/app, channels-stack/nginx, channels-stack/redis, and docker/ca-certificates/extra.crt."
+	@echo "clean: .env (your secrets and settings) is kept; delete it yourself for new secrets."
+	-@$(COMPOSE) -p $(E2E_COMPOSE_PROJECT) down --volumes --remove-orphans
+	-@$(DC) down --volumes --rmi all --remove-orphans
+	rm -f docker/ca-certificates/extra.crt
+
+test-compose: compose-prepare ## End-to-end tests against a fresh compose stack (always removed afterwards)
+	@E2E_COMPOSE_PROJECT=$(E2E_COMPOSE_PROJECT) E2E_HTTP_PORT=$(E2E_HTTP_PORT) \
+	  bash docker/test-compose.sh $(COMPOSE) -- \
+	  $(E2E_PYTEST) -p no:django tests/e2e --target compose $(E2E_PYTEST_ARGS)
+
+lint-docker: ## hadolint the Dockerfiles, shellcheck the docker scripts, yamllint the compose files
+	$(HADOLINT) --config docker/hadolint.yaml docker/Dockerfile docker/redis/Dockerfile
+	shellcheck $(DOCKER_SCRIPTS)
+	$(YAMLLINT) --strict -d '{extends: default, rules: {line-length: {max: 120}}}' \
+	  docker-compose.yml docker/deploy-vars.yml docker/hadolint.yaml

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Makes the compose stack's .env on first use and leaves an existing one alone (the user may have
+# edited it). The secrets are random and never committed (.env is git-ignored).
+# Usage: docker/env.sh [PATH]   (default: .env in the current directory)
+set -o errexit -o pipefail -o nounset
+
+env_file="${1:-.env}"
+
+if [ -e "$env_file" ]; then
+  echo "compose: reusing $env_file"
+  exit 0
+fi
+
+random() {
+  python3 -c 'import secrets; print(secrets.token_urlsafe(48))'
+}
+
+umask 077
+tmp="$env_file.tmp.$$"
+cat >"$tmp" <<ENV
+# Settings of the compose staging stack, made by \`make up\` on $(date -u +%Y-%m-%dT%H:%M:%SZ).
+# Edit freely; \`make up\` never overwrites this file. Never commit it (git-ignored).
+# KEY=VALUE lines without quotes: the same format as the VM's EnvironmentFile.
+
+# Port on 127.0.0.1 where Nginx answers.
+HTTP_PORT=8080
+# Django's signing key: random, secret.
+DJANGO_SECRET_KEY=$(random)
+# Password Redis requires (the app's REDIS_URL is made from it in docker-compose.yml).
+REDIS_PASSWORD=$(random)
+# Host names the site answers (comma list; '*' is refused).
+DJANGO_ALLOWED_HOSTS=localhost,127.0.0.1
+DJANGO_DEBUG=0
+ENV
+mv "$tmp" "$env_file"
+echo "compose: created $env_file with a new random DJANGO_SECRET_KEY and REDIS_PASSWORD"

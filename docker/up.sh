@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds the images, starts the stack and waits until every service is healthy; then prints the
+# URL. On failure it names each service that is not healthy with its last log lines, and exits 1.
+# Usage: docker/up.sh COMPOSE-COMMAND...   e.g. docker/up.sh docker-compose -p channels-stack
+# UP_TIMEOUT (seconds, default 240) bounds the wait after `up`.
+set -o errexit -o pipefail -o nounset
+
+if [ "$#" -eq 0 ]; then
+  echo "usage: $0 COMPOSE-COMMAND..." >&2
+  exit 2
+fi
+compose=("$@")
+timeout_s="${UP_TIMEOUT:-240}"
+log_lines="${UP_LOG_LINES:-40}"
+
+# Health of one service's container: healthy, starting, unhealthy, exited, ..., or "missing".
+service_state() {
+  local id
+  id=$("${compose[@]}" ps -q "$1" 2>/dev/null | head -n 1)
+  if [ -z "$id" ]; then
+    echo missing
+    return
+  fi
+  docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id"
+}
+
+report_failure() {
+  local service state id
+  echo "compose: the stack is not healthy:" >&2
+  for service in "${services[@]}"; do
+    state=$(service_state "$service")
+    [ "$state" = healthy ] && continue
+    echo >&2
+    echo "=== service '$service' is $state" >&2
+    id=$("${compose[@]}" ps -q "$service" 2>/dev/null | head -n 1)
+    if [ -n "$id" ]; then
+      docker inspect --format '{{if .State.Health}}{{range .State.Health.Log}}healthcheck (exit {{.ExitCode}}): {{.Output}}{{end}}{{end}}' \
+        "$id" 2>/dev/null | tail -n 6 >&2 || true
+      echo "--- last $log_lines log lines of '$service':" >&2
+      "${compose[@]}" logs --no-color --tail "$log_lines" "$service" >&2 || true
+    else
+      echo "(no container: it waits for a dependency that never became healthy)" >&2
+    fi
+  done
+  echo >&2
+  echo "compose: see \`make logs\` and \`make ps\`; \`make down\` stops what started." >&2
+}
+
+mapfile -t services < <("${compose[@]}" config --services)
+
+"${compose[@]}" build
+# `up` itself waits for the dependencies' health (depends_on: service_healthy) and fails when one
+# turns unhealthy; the loop below then reports which one.
+up_ok=1
+"${compose[@]}" up --detach --remove-orphans || up_ok=0
+
+deadline=$((SECONDS + timeout_s))
+while :; do
+  all_healthy=1
+  failed=0
+  for service in "${services[@]}"; do
+    state=$(service_state "$service")
+    case "$state" in
+      healthy) ;;
+      starting | running | created | restarting) all_healthy=0 ;;
+      missing) all_healthy=0; [ "$up_ok" = 0 ] && failed=1 ;;
+      *) all_healthy=0; failed=1 ;;
+    esac
+  done
+  [ "$all_healthy" = 1 ] && break
+  if [ "$failed" = 1 ] || [ "$SECONDS" -ge "$deadline" ]; then
+    [ "$failed" = 0 ] && echo "compose: not healthy after ${timeout_s} s" >&2
+    report_failure
+    exit 1
+  fi
+  sleep 2
+done
+
+address=$("${compose[@]}" port nginx 80)
+echo "compose: the stack is up and healthy: http://${address}/"

@@ -55,17 +55,17 @@ def finish(job_id: int, owner: str) -> bool:
     )
 
 
-def expired_job_ids() -> list[int]:
-    """Ids of unfinished jobs whose lease ran out, after pushing their lease forward.
+def requeue_expired() -> list[int]:
+    """Put unfinished jobs whose lease ran out back in the queue; return their ids to resend.
 
-    Pushing the lease first means every sweeper resends a stuck job once per lease, not once per
-    sweep.
+    The new lease means each stuck job is resent once per lease, not on every sweep of every
+    worker; a run that still thinks it holds the job finds it requeued and stops.
     """
     now = timezone.now()
     stuck = Job.objects.filter(state__in=[Job.QUEUED, Job.RUNNING], lease_until__lt=now)
     ids = list(stuck.values_list("id", flat=True)[:100])
     if ids:
-        Job.objects.filter(pk__in=ids, lease_until__lt=now).update(lease_until=lease_end())
+        stuck.filter(pk__in=ids).update(state=Job.QUEUED, owner="", lease_until=lease_end())
     return ids
 
 

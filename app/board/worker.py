@@ -15,7 +15,7 @@ from channels.worker import Worker
 from django.conf import settings
 
 from . import services
-from .jobs import expired_job_ids
+from .jobs import requeue_expired
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class LeasedJobWorker(Worker):
         while True:
             await asyncio.sleep(settings.JOB_SWEEP_SECONDS)
             try:
-                for job_id in await database_sync_to_async(expired_job_ids)():
+                for job_id in await database_sync_to_async(requeue_expired)():
                     logger.info("job id=%s lease expired; sending it to the workers again", job_id)
                     await self.channel_layer.send(services.JOBS_CHANNEL, {"type": "job.run", "id": job_id})
             except Exception as exc:

@@ -1,0 +1,204 @@
+"""The JSON API and the board page, through Django's test client, with a real Redis behind."""
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.test import Client
+
+from board.models import Job, Message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_post_message_returns_201_with_the_stored_message(api):
+    """Tests that a valid message is stored and answered with 201, its id, text and time."""
+    response = api.post("/api/messages", {"text": "  hello board  "})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["text"] == "hello board"
+    assert set(body) == {"id", "text", "created"}
+    assert Message.objects.get(pk=body["id"]).text == "hello board"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("{not json", "invalid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ("{}", "text must be a string"),
+        ('{"text": 42}', "text must be a string"),
+        ('{"text": ["a"]}', "text must be a string"),
+        ('{"text": "   "}', "text must not be blank"),
+        (json.dumps({"text": "x" * 501}), "at most 500 characters"),
+    ],
+)
+def test_post_message_with_bad_input_is_answered_400_and_stores_nothing(client, body, error):
+    """Tests that each kind of bad message body gets a 400 naming the problem and stores nothing."""
+    response = client.post("/api/messages", body, content_type="application/json")
+    assert response.status_code == 400
+    assert error in response.json()["error"]
+    assert Message.objects.count() == 0
+
+
+def test_post_message_of_exactly_500_characters_is_accepted(api):
+    """Tests that the length limit is inclusive."""
+    assert api.post("/api/messages", {"text": "x" * 500}).status_code == 201
+
+
+def test_post_message_as_form_data_is_refused_with_400(client):
+    """Tests that a body that is not declared as JSON gets a 400."""
+    response = client.post("/api/messages", {"text": "hi"})
+    assert response.status_code == 400
+    assert "application/json" in response.json()["error"]
+
+
+def test_post_message_without_csrf_token_is_refused_403():
+    """Tests that Django's CSRF protection applies to the API like to any browser POST."""
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/api/messages", {"text": "hi"}, content_type="application/json")
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]
+    assert Message.objects.count() == 0
+
+
+def test_post_message_with_the_page_csrf_token_is_accepted():
+    """Tests that the token the board page sets lets the browser post."""
+    client = Client(enforce_csrf_checks=True)
+    client.get("/")
+    token = client.cookies["csrftoken"].value
+    response = client.post("/api/messages", {"text": "hi"}, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201
+
+
+def test_posted_message_is_broadcast_to_the_board_group():
+    """Tests that a stored message reaches a member of the `board` group through Redis."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("board", channel)
+    response = Client().post("/api/messages", {"text": "to everyone"}, content_type="application/json")
+    event = async_to_sync(layer.receive)(channel)
+    assert event == {"type": "board.message", **response.json()}
+
+
+def test_list_messages_after_id_with_limit_pages_in_ascending_order(api):
+    """Tests that ?after=&limit= returns the next page, oldest first, and says whether more follow."""
+    ids = [api.post("/api/messages", {"text": f"m{n}"}).json()["id"] for n in range(5)]
+    first = api.get("/api/messages", after=ids[0], limit=2).json()
+    assert [m["id"] for m in first["messages"]] == ids[1:3]
+    assert first["has_more"] is True
+    rest = api.get("/api/messages", after=ids[2], limit=200).json()
+    assert [m["id"] for m in rest["messages"]] == ids[3:]
+    assert rest["has_more"] is False
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"after": "x"}, "after must be an integer"),
+        ({"after": "-1"}, "after must be between"),
+        ({"limit": "0"}, "limit must be between 1 and 200"),
+        ({"limit": "201"}, "limit must be between 1 and 200"),
+    ],
+)
+def test_list_messages_with_bad_parameters_is_answered_400(api, params, error):
+    """Tests that bad paging parameters get a 400 naming them."""
+    response = api.get("/api/messages", **params)
+    assert response.status_code == 400
+    assert error in response.json()["error"]
+
+
+def test_unsupported_method_is_answered_405_with_allow(client):
+    """Tests that a DELETE gets a JSON 405 that lists the allowed methods."""
+    response = client.delete("/api/messages")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, POST"
+
+
+def test_post_job_returns_202_queued_and_is_sent_to_the_jobs_channel(api):
+    """Tests that a job is stored as queued, answered 202, and handed to the workers."""
+    response = api.post("/api/jobs", {"steps": 3})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["state"] == "queued"
+    assert response["Location"] == f"/api/jobs/{body['id']}"
+    layer = get_channel_layer()
+    assert async_to_sync(layer.receive)("jobs") == {"type": "job.run", "id": body["id"]}
+
+
+@pytest.mark.parametrize(
+    ("steps", "error"),
+    [(0, "between 1 and 50"), (51, "between 1 and 50"), ("3", "must be an integer"), (True, "must be an integer"),
+     (2.5, "must be an integer"), (None, "must be an integer")],
+)
+def test_post_job_with_bad_steps_is_answered_400_and_stores_nothing(api, steps, error):
+    """Tests that steps outside 1..50 or of the wrong type get a 400 and no job."""
+    response = api.post("/api/jobs", {"steps": steps})
+    assert response.status_code == 400
+    assert error in response.json()["error"]
+    assert Job.objects.count() == 0
+
+
+def test_get_job_returns_its_progress(api):
+    """Tests that a job's state, done and total are readable by id."""
+    job_id = api.post("/api/jobs", {"steps": 4}).json()["id"]
+    assert api.get(f"/api/jobs/{job_id}").json() == {"id": job_id, "state": "queued", "done": 0, "total": 4}
+
+
+def test_get_unknown_job_is_answered_404(api):
+    """Tests that an unknown job id gets a JSON 404."""
+    response = api.get("/api/jobs/999999")
+    assert response.status_code == 404
+    assert "not found" in response.json()["error"]
+
+
+def test_board_page_shows_the_latest_50_messages_and_the_resume_point(api, client):
+    """Tests that the page renders the newest 50 messages oldest first, and the id the socket resumes from."""
+    ids = [api.post("/api/messages", {"text": f"message {n}"}).json()["id"] for n in range(55)]
+    response = client.get("/")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "message 4<" not in page and "message 5<" in page and "message 54<" in page
+    assert page.index("message 5<") < page.index("message 54<")
+    assert f'data-last-id="{ids[-1]}"' in page
+    assert "csrftoken" in response.cookies
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/ws/healthz"])
+def test_healthz_reports_ok_when_database_and_redis_answer(client, path):
+    """Tests that both health URLs answer 200 with each check ok."""
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "channel_layer": "ok"}
+    assert response.json()["interface"] == "wsgi"
+
+
+def test_healthz_reports_503_naming_the_channel_layer_when_redis_is_unreachable(client, settings):
+    """Tests that an unreachable Redis turns /healthz into a 503 that names the channel layer."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["channel_layer"]
+    assert response.json()["checks"]["database"] == "ok"
+
+
+def test_post_message_while_redis_is_down_is_stored_and_the_failed_broadcast_logged(api, settings, caplog):
+    """Tests that a Redis outage costs the live broadcast only: the message is stored and answered 201."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_connect_timeout": 1}]},
+        }
+    }
+    response = api.post("/api/messages", {"text": "stored anyway"})
+    assert response.status_code == 201
+    assert Message.objects.filter(text="stored anyway").exists()
+    assert "broadcast of message" in caplog.text
+
+
+def test_every_response_carries_the_request_id_from_nginx(client):
+    """Tests that X-Request-ID is echoed back, and replaced when malformed."""
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
+    made_up = client.get("/healthz", HTTP_X_REQUEST_ID="bad id\nwith newline")["X-Request-ID"]
+    assert made_up != "bad id\nwith newline" and len(made_up) == 32

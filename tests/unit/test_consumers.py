@@ -1,0 +1,175 @@
+"""The WebSocket consumers through the full ASGI application (origin check included), real Redis."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from board.models import Job, Message
+from config.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+def communicator(path: str, origin=ORIGIN) -> WebsocketCommunicator:
+    headers = [(b"host", b"localhost")] + ([origin] if origin else [])
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+@database_sync_to_async
+def make_messages(count: int) -> list[int]:
+    return [Message.objects.create(text=f"m{n}").id for n in range(count)]
+
+
+async def receive_until_ready(ws) -> list[dict]:
+    frames = []
+    while True:
+        frame = await ws.receive_json_from(timeout=5)
+        if frame["type"] == "ready":
+            return frames
+        frames.append(frame)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [(b"origin", b"http://evil.example"), (b"origin", b"null"), None],
+    ids=["foreign", "null", "missing"],
+)
+async def test_board_handshake_with_foreign_or_missing_origin_is_refused(origin):
+    """Tests that AllowedHostsOriginValidator refuses a handshake whose Origin is not an allowed host."""
+    ws = communicator("/ws/board/", origin=origin)
+    connected, _ = await ws.connect()
+    assert connected is False
+
+
+async def test_board_handshake_from_an_allowed_origin_is_accepted():
+    """Tests that a handshake from the site's own origin is accepted and told it is ready."""
+    ws = communicator("/ws/board/?after=0")
+    connected, _ = await ws.connect()
+    assert connected is True
+    assert (await ws.receive_json_from())["type"] == "ready"
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("after", ["x", "-1"])
+async def test_board_handshake_with_a_bad_after_is_refused(after):
+    """Tests that a resume point that is not a non-negative integer refuses the handshake."""
+    connected, _ = await communicator(f"/ws/board/?after={after}").connect()
+    assert connected is False
+
+
+async def test_board_sends_the_backlog_after_the_given_id_then_live_messages_in_order():
+    """Tests that a client gets every message after its id, oldest first, then new ones as they come."""
+    ids = await make_messages(4)
+    ws = communicator(f"/ws/board/?after={ids[1]}")
+    await ws.connect()
+    backlog = await receive_until_ready(ws)
+    assert [f["id"] for f in backlog] == ids[2:]
+    await ws.send_json_to({"type": "post", "text": "live one"})
+    live = await ws.receive_json_from(timeout=5)
+    assert live["type"] == "message" and live["text"] == "live one" and live["id"] == ids[-1] + 1
+    await ws.disconnect()
+
+
+async def test_board_backlog_longer_than_one_page_is_sent_whole():
+    """Tests that a client more than 200 messages behind still gets every one of them, in order."""
+    ids = await make_messages(450)
+    ws = communicator("/ws/board/?after=0")
+    await ws.connect()
+    backlog = await receive_until_ready(ws)
+    assert [f["id"] for f in backlog] == ids
+    await ws.disconnect()
+
+
+async def test_board_without_after_sends_the_latest_50_like_the_page():
+    """Tests that a client that gives no resume point gets the same 50 messages the page shows."""
+    ids = await make_messages(60)
+    ws = communicator("/ws/board/")
+    await ws.connect()
+    assert [f["id"] for f in await receive_until_ready(ws)] == ids[-50:]
+    await ws.disconnect()
+
+
+async def test_board_fills_a_gap_when_a_broadcast_overtakes_an_earlier_one():
+    """Tests that a broadcast arriving before an earlier one still yields each id once, in order."""
+    ws = communicator("/ws/board/?after=0")
+    await ws.connect()
+    await receive_until_ready(ws)
+    first, second = await make_messages(2)
+    layer = get_channel_layer()
+    message = await database_sync_to_async(Message.objects.get)(pk=second)
+    await layer.group_send("board", {"type": "board.message", **message.as_json()})
+    message = await database_sync_to_async(Message.objects.get)(pk=first)
+    await layer.group_send("board", {"type": "board.message", **message.as_json()})
+    frames = [await ws.receive_json_from(timeout=5), await ws.receive_json_from(timeout=5)]
+    assert [f["id"] for f in frames] == [first, second]
+    assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ("not json", "invalid JSON"),
+        (b"\x00\x01", "binary frames are not supported"),
+        ("[1]", "must be a JSON object"),
+        (json.dumps({"type": "shout"}), "unknown frame type"),
+        (json.dumps({"type": "post", "text": " "}), "must not be blank"),
+        (json.dumps({"type": "post", "text": "x" * 501}), "at most 500 characters"),
+        (json.dumps({"type": "post", "text": 7}), "must be a string"),
+    ],
+)
+async def test_board_answers_a_bad_frame_with_an_error_and_stays_open(frame, error):
+    """Tests that a bad frame gets an error frame, stores nothing, and the socket still works."""
+    ws = communicator("/ws/board/?after=0")
+    await ws.connect()
+    await receive_until_ready(ws)
+    if isinstance(frame, bytes):
+        await ws.send_to(bytes_data=frame)
+    else:
+        await ws.send_to(text_data=frame)
+    reply = await ws.receive_json_from(timeout=5)
+    assert reply["type"] == "error" and error in reply["error"]
+    assert await database_sync_to_async(Message.objects.count)() == 0
+    await ws.send_json_to({"type": "post", "text": "still here"})
+    assert (await ws.receive_json_from(timeout=5))["text"] == "still here"
+    await ws.disconnect()
+
+
+async def test_job_socket_for_an_unknown_job_is_refused():
+    """Tests that watching a job that does not exist refuses the handshake."""
+    connected, _ = await communicator("/ws/jobs/424242/").connect()
+    assert connected is False
+
+
+async def test_job_socket_sends_the_current_state_at_once_then_progress():
+    """Tests that a watcher gets the job's state on connect and each progress event after."""
+    job = await database_sync_to_async(Job.objects.create)(total=3, done=1, state="running", lease_until="2030-01-01T00:00Z")
+    ws = communicator(f"/ws/jobs/{job.id}/")
+    assert (await ws.connect())[0] is True
+    assert await ws.receive_json_from(timeout=5) == {
+        "type": "job.progress", "id": job.id, "state": "running", "done": 1, "total": 3,
+    }
+    await get_channel_layer().group_send(
+        f"job-{job.id}", {"type": "job.progress", "id": job.id, "state": "running", "done": 2, "total": 3}
+    )
+    assert (await ws.receive_json_from(timeout=5))["done"] == 2
+    await ws.disconnect()
+
+
+async def test_two_board_clients_each_receive_a_post_once():
+    """Tests that a message posted by one client reaches every connected client exactly once."""
+    clients = [communicator("/ws/board/?after=0") for _ in range(2)]
+    for ws in clients:
+        await ws.connect()
+        await receive_until_ready(ws)
+    await clients[0].send_json_to({"type": "post", "text": "for both"})
+    for ws in clients:
+        assert (await ws.receive_json_from(timeout=5))["text"] == "for both"
+        assert await ws.receive_nothing(timeout=0.3)
+    await asyncio.gather(*(ws.disconnect() for ws in clients))

@@ -7,6 +7,7 @@ in order, then by --set key=value (value parsed as YAML). Ansible renders the sa
 its template module; this script is how the compose images and the tests render them.
 
     python3 deploy/render.py --root / --vars docker/deploy-vars.yml
+    python3 deploy/render.py --root / --only nginx/ --vars docker/nginx-vars.yml
     python3 deploy/render.py --list
 """
 
@@ -48,13 +49,19 @@ def load_vars(files: list[Path], overrides: list[str]) -> dict:
     return variables
 
 
-def templates() -> list[Path]:
-    return sorted(DEPLOY_DIR.rglob("*.j2"))
+def templates(only: list[str] | None = None) -> list[Path]:
+    found = sorted(DEPLOY_DIR.rglob("*.j2"))
+    if only:
+        found = [t for t in found if t.relative_to(DEPLOY_DIR).as_posix().startswith(tuple(only))]
+        if not found:
+            raise RenderError(f"--only {' '.join(only)}: no template matches")
+    return found
 
 
-def render_all(variables: dict) -> dict[Path, tuple[Path, str]]:
+def render_all(variables: dict, only: list[str] | None = None) -> dict[Path, tuple[Path, str]]:
     """Render every template; map template -> (absolute destination, text)."""
-    env = jinja2.Environment(
+    # Config files, not HTML: escaping would corrupt them.
+    env = jinja2.Environment(  # noqa: S701
         loader=jinja2.FileSystemLoader(str(DEPLOY_DIR)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -62,7 +69,7 @@ def render_all(variables: dict) -> dict[Path, tuple[Path, str]]:
         lstrip_blocks=True,
     )
     rendered = {}
-    for template in templates():
+    for template in templates(only):
         name = template.relative_to(DEPLOY_DIR).as_posix()
         try:
             text = env.get_template(name).render(variables)
@@ -81,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, help="directory the absolute destinations are written under")
     parser.add_argument("--vars", type=Path, action="append", default=[], help="YAML file of variables")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="one variable")
+    parser.add_argument("--only", action="append", metavar="PREFIX", help="only templates under PREFIX (nginx/)")
     parser.add_argument("--list", action="store_true", help="print template -> destination and exit")
     args = parser.parse_args(argv)
     if not args.list and args.root is None:
         parser.error("--root or --list is required")
     try:
-        rendered = render_all(load_vars(args.vars, args.set))
+        rendered = render_all(load_vars(args.vars, args.set), args.only)
     except RenderError as exc:
         print(f"render.py: {exc}", file=sys.stderr)
         return 2

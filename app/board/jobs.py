@@ -32,9 +32,8 @@ def claim(job_id: int, owner: str) -> Job | None:
     """Take the job's lease if it is queued or its lease has run out; None if another run holds it."""
     now = timezone.now()
     claimable = Q(state=Job.QUEUED) | Q(state=Job.RUNNING, lease_until__lt=now)
-    taken = (
-        Job.objects.filter(claimable, pk=job_id)
-        .update(state=Job.RUNNING, owner=owner, lease_until=lease_end(), attempts=F("attempts") + 1)
+    taken = Job.objects.filter(claimable, pk=job_id).update(
+        state=Job.RUNNING, owner=owner, lease_until=lease_end(), attempts=F("attempts") + 1
     )
     return Job.objects.get(pk=job_id) if taken else None
 

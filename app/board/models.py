@@ -12,6 +12,9 @@ class Message(models.Model):
     class Meta:
         ordering = ["id"]
 
+    def __str__(self) -> str:
+        return f"#{self.id}: {self.text[:40]}"
+
     def as_json(self) -> dict:
         return {"id": self.id, "text": self.text, "created": self.created.isoformat()}
 
@@ -39,6 +42,9 @@ class Job(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["state", "lease_until"])]
+
+    def __str__(self) -> str:
+        return f"job #{self.id} {self.state} {self.done}/{self.total}"
 
     def as_json(self) -> dict:
         return {"id": self.id, "state": self.state, "done": self.done, "total": self.total}

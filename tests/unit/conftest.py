@@ -17,8 +17,19 @@ def redis_server(tmp_path_factory):
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
     workdir = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
-        ["redis-server", "--port", str(settings.REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        [
+            "redis-server",
+            "--port",
+            str(settings.REDIS_PORT),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(port=settings.REDIS_PORT)

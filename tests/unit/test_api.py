@@ -129,8 +129,14 @@ def test_post_job_returns_202_queued_and_is_sent_to_the_jobs_channel(api):
 
 @pytest.mark.parametrize(
     ("steps", "error"),
-    [(0, "between 1 and 50"), (51, "between 1 and 50"), ("3", "must be an integer"), (True, "must be an integer"),
-     (2.5, "must be an integer"), (None, "must be an integer")],
+    [
+        (0, "between 1 and 50"),
+        (51, "between 1 and 50"),
+        ("3", "must be an integer"),
+        (True, "must be an integer"),
+        (2.5, "must be an integer"),
+        (None, "must be an integer"),
+    ],
 )
 def test_post_job_with_bad_steps_is_answered_400_and_stores_nothing(api, steps, error):
     """Tests that steps outside 1..50 or of the wrong type get a 400 and no job."""

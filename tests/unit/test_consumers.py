@@ -149,11 +149,17 @@ async def test_job_socket_for_an_unknown_job_is_refused():
 
 async def test_job_socket_sends_the_current_state_at_once_then_progress():
     """Tests that a watcher gets the job's state on connect and each progress event after."""
-    job = await database_sync_to_async(Job.objects.create)(total=3, done=1, state="running", lease_until="2030-01-01T00:00Z")
+    job = await database_sync_to_async(Job.objects.create)(
+        total=3, done=1, state="running", lease_until="2030-01-01T00:00Z"
+    )
     ws = communicator(f"/ws/jobs/{job.id}/")
     assert (await ws.connect())[0] is True
     assert await ws.receive_json_from(timeout=5) == {
-        "type": "job.progress", "id": job.id, "state": "running", "done": 1, "total": 3,
+        "type": "job.progress",
+        "id": job.id,
+        "state": "running",
+        "done": 1,
+        "total": 3,
     }
     await get_channel_layer().group_send(
         f"job-{job.id}", {"type": "job.progress", "id": job.id, "state": "running", "done": 2, "total": 3}

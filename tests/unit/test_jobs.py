@@ -43,7 +43,11 @@ async def test_worker_runs_a_job_to_finished_and_reports_each_step():
     assert await run_job(job.id) is True
     events = [await asyncio.wait_for(layer.receive(watcher), 5) for _ in range(5)]
     assert [(e["state"], e["done"]) for e in events] == [
-        ("running", 0), ("running", 1), ("running", 2), ("running", 3), ("finished", 3),
+        ("running", 0),
+        ("running", 1),
+        ("running", 2),
+        ("running", 3),
+        ("finished", 3),
     ]
     job = await reload(job)
     assert (job.state, job.done, job.attempts) == ("finished", 3, 1)
@@ -85,8 +89,12 @@ async def test_a_running_job_with_a_live_lease_is_not_taken_over():
 
 def start_worker(env) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "jobs"], cwd=APP_DIR, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [sys.executable, "manage.py", "runworker", "jobs"],
+        cwd=APP_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -108,14 +116,23 @@ def wait_for(predicate, timeout: float, what: str):
 def test_a_job_survives_its_runworker_process_being_killed_mid_way(tmp_path):
     """Tests that SIGKILL of `runworker jobs` mid-job loses nothing: another worker finishes it once."""
     env = {
-        **os.environ, "APP_DATA_DIR": str(tmp_path), "JOB_LEASE_SECONDS": "2", "JOB_STEP_SECONDS": "0.2",
-        "JOB_SWEEP_SECONDS": "0.5", "REDIS_URL": settings.REDIS_URL, "DJANGO_SETTINGS_MODULE": "config.settings",
+        **os.environ,
+        "APP_DATA_DIR": str(tmp_path),
+        "JOB_LEASE_SECONDS": "2",
+        "JOB_STEP_SECONDS": "0.2",
+        "JOB_SWEEP_SECONDS": "0.5",
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=APP_DIR, env=env, check=True)
     created = subprocess.run(
-        [*manage, "shell", "-c", "from board.services import create_job; print(create_job(15).id)"],
-        cwd=APP_DIR, env=env, check=True, capture_output=True, text=True,
+        [*manage, "shell", "-v", "0", "-c", "from board.services import create_job; print(create_job(15).id)"],
+        cwd=APP_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     job_id = int(created.stdout.strip().splitlines()[-1])
     db = str(tmp_path / "db.sqlite3")

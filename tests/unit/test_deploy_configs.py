@@ -1,0 +1,236 @@
+"""The deploy templates, rendered with their defaults and checked by the tools that will read them."""
+
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RENDER = [sys.executable, str(REPO / "deploy" / "render.py")]
+VENV_BIN = Path(sys.executable).parent
+
+
+def render(root: Path, *sets: str) -> subprocess.CompletedProcess:
+    args = [*RENDER, "--root", str(root)]
+    for item in sets:
+        args += ["--set", item]
+    return subprocess.run(args, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def rendered(tmp_path):
+    """Every template rendered with defaults.yml into a scratch root."""
+    result = render(tmp_path)
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def test_every_template_names_where_it_is_installed():
+    """Tests that each template renders to the install path on its first line."""
+    listing = subprocess.run([*RENDER, "--list"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert sorted(listing) == [
+        "gunicorn/gunicorn.conf.py.j2 -> /etc/channels-stack/gunicorn.conf.py",
+        "nginx/channels-stack.conf.j2 -> /etc/nginx/conf.d/channels-stack.conf",
+        "nginx/nginx.conf.j2 -> /etc/nginx/nginx.conf",
+        "supervisor/programs.conf.j2 -> /etc/channels-stack/supervisor.d/programs.conf",
+        "supervisor/supervisord.conf.j2 -> /etc/channels-stack/supervisord.conf",
+        "systemd/channels-stack.service.j2 -> /etc/systemd/system/channels-stack.service",
+        "systemd/tmpfiles.conf.j2 -> /etc/tmpfiles.d/channels-stack.conf",
+    ]
+
+
+def nginx_check(tmp_path: Path, *sets: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """Render the nginx templates into tmp_path/nginx and run `nginx -t` on them."""
+    if shutil.which("nginx") is None:
+        pytest.fail("nginx is not installed (apt-get install nginx)")
+    conf_dir = tmp_path / "nginx"
+    result = subprocess.run(
+        [
+            *RENDER,
+            "--root",
+            "/",
+            "--only",
+            "nginx/",
+            "--set",
+            f"nginx_conf_dir={conf_dir}",
+            "--set",
+            f"nginx_error_log={tmp_path}/error.log",
+            "--set",
+            f"nginx_access_log={tmp_path}/access.log",
+            *[arg for item in sets for arg in ("--set", item)],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shutil.copy("/etc/nginx/mime.types", conf_dir / "mime.types")
+    (conf_dir / "modules-enabled").mkdir()
+    check = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(conf_dir / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return check, conf_dir
+
+
+@pytest.mark.parametrize("daphne_processes", [1, 2, 3])
+def test_nginx_accepts_the_rendered_configuration(tmp_path, daphne_processes):
+    """Tests that `nginx -t` accepts the rendered main config and site, for any number of Daphnes."""
+    check, conf_dir = nginx_check(tmp_path, f"daphne_processes={daphne_processes}")
+    assert check.returncode == 0, check.stderr
+    assert "test is successful" in check.stderr
+    site = (conf_dir / "conf.d" / "channels-stack.conf").read_text()
+    assert site.count(":810") == daphne_processes
+
+
+def test_nginx_rejects_a_broken_rendering(tmp_path):
+    """Tests that the nginx check can fail: a bad rate value is refused by `nginx -t`."""
+    check, _ = nginx_check(tmp_path, "nginx_api_rate=lots")
+    assert check.returncode != 0
+    assert "rate" in check.stderr
+
+
+def supervisor_config(tmp_path: Path, *sets: str):
+    """Render the supervisor templates into tmp_path/conf and parse them the way supervisord does."""
+    from supervisor.options import ServerOptions
+
+    conf_dir = tmp_path / "conf"
+    # supervisor follows [include] by absolute path, so the config dir itself is the scratch dir.
+    subprocess.run(
+        [
+            *RENDER,
+            "--root",
+            "/",
+            "--only",
+            "supervisor/",
+            "--set",
+            f"app_config_dir={conf_dir}",
+            "--set",
+            f"app_run_dir={tmp_path}",
+            "--set",
+            f"app_log_dir={tmp_path}",
+            # supervisor checks that the user exists; the test runner's user does.
+            "--set",
+            f"app_user={getpass.getuser()}",
+            *[arg for item in sets for arg in ("--set", item)],
+        ],
+        check=True,
+    )
+    options = ServerOptions()
+    options.realize(["-c", str(conf_dir / "supervisord.conf")])
+    return options
+
+
+def test_supervisor_reads_the_rendered_config_with_every_program(tmp_path):
+    """Tests that supervisord parses the config into gunicorn, N daphnes and N workers."""
+    options = supervisor_config(tmp_path, "daphne_processes=3")
+    groups = {group.name: [p.name for p in group.process_configs] for group in options.process_group_configs}
+    assert groups == {
+        "gunicorn": ["gunicorn"],
+        "daphne": ["daphne-8100", "daphne-8101", "daphne-8102"],
+        "worker": ["worker-0", "worker-1"],
+    }
+    daphne = next(g for g in options.process_group_configs if g.name == "daphne").process_configs[2]
+    assert "--port 8102" in daphne.command and "--proxy-headers" in daphne.command
+    assert "--ping-interval 20" in daphne.command
+
+
+def test_every_supervised_program_restarts_stops_as_a_group_and_runs_as_the_app_user(tmp_path):
+    """Tests the supervisor settings that keep programs alive and stop them cleanly."""
+    from supervisor.datatypes import RestartUnconditionally
+
+    options = supervisor_config(tmp_path)
+    for group in options.process_group_configs:
+        for program in group.process_configs:
+            assert program.autorestart is RestartUnconditionally, program.name
+            assert program.stopasgroup and program.killasgroup, program.name
+            assert program.uid == os.getuid(), program.name
+            assert program.startsecs == 3 and program.startretries == 5, program.name
+    gunicorn = next(g for g in options.process_group_configs if g.name == "gunicorn").process_configs[0]
+    assert gunicorn.stopwaitsecs == 30  # above gunicorn_graceful_timeout (20)
+
+
+def test_systemd_accepts_the_rendered_unit(tmp_path):
+    """Tests that `systemd-analyze verify` finds nothing wrong with channels-stack.service."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is not installed (apt-get install systemd)")
+    # verify checks that ExecStart exists: point the unit at this virtualenv's supervisord.
+    render(tmp_path, f"app_venv={VENV_BIN.parent}", f"app_code_dir={REPO / 'app'}")
+    unit = tmp_path / "etc/systemd/system/channels-stack.service"
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    problems = [line for line in result.stderr.splitlines() if "channels-stack.service" in line]
+    assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_systemd_unit_restarts_always_and_is_hardened(rendered):
+    """Tests the restart and hardening settings the VM relies on."""
+    unit = (rendered / "etc/systemd/system/channels-stack.service").read_text()
+    for setting in [
+        "Restart=always",
+        "User=channels",
+        "KillMode=mixed",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "StartLimitBurst=10",
+        "EnvironmentFile=/etc/channels-stack/env",
+        "Wants=network-online.target",
+    ]:
+        assert f"\n{setting}\n" in unit, setting
+
+
+def test_gunicorn_accepts_the_rendered_config(tmp_path):
+    """Tests that `gunicorn --check-config` loads the rendered config and the WSGI app."""
+    render(tmp_path)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "settings_for_tests",
+        "PYTHONPATH": f"{REPO / 'app'}:{Path(__file__).parent}",
+    }
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "gunicorn"),
+            "--config",
+            str(tmp_path / "etc/channels-stack/gunicorn.conf.py"),
+            "--check-config",
+            "config.wsgi:application",
+        ],
+        cwd=REPO / "app",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "novalue"], "expected key=value"),
+        (["--vars", "/nonexistent/vars.yml"], "No such file"),
+    ],
+)
+def test_render_reports_bad_input_clearly_and_writes_nothing(tmp_path, args, message):
+    """Tests that render.py exits 2 with a message, and writes no file, on bad variables."""
+    result = subprocess.run([*RENDER, "--root", str(tmp_path / "out"), *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_refuses_a_vars_file_that_is_not_a_mapping(tmp_path):
+    """Tests that a YAML list where variables belong is refused with the file named."""
+    bad = tmp_path / "vars.yml"
+    bad.write_text("- just\n- a list\n")
+    result = subprocess.run(
+        [*RENDER, "--root", str(tmp_path / "out"), "--vars", str(bad)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert f"{bad}: expected a mapping" in result.stderr

@@ -1,0 +1,48 @@
+# channels-stack: the front door. `make` lists the targets; README.md explains them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Debian 12's Python: the same interpreter the VM and the images run.
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PYTEST = $(VENV)/bin/python -m pytest
+VENV_STAMP = $(VENV)/.installed-from-lock
+
+.PHONY: help venv lock lint lint-python lint-yaml lint-shell test test-unit
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+$(VENV_STAMP): requirements-dev.txt requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV_STAMP) ## Create .venv (tests, linters, Ansible) from the hashed lock files
+
+lock: $(VENV_STAMP) ## Re-lock requirements*.txt from requirements*.in (pinned, with hashes)
+	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+		--generate-hashes --no-header -q requirements.in -o requirements.txt
+	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+		--generate-hashes --no-header -q requirements-dev.in -o requirements-dev.txt
+
+lint: lint-python lint-yaml lint-shell lint-docker lint-ansible ## Run every linter
+
+lint-python: $(VENV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lint-yaml: $(VENV_STAMP)
+	$(VENV)/bin/yamllint --strict .
+
+lint-shell:
+	shellcheck .ci/run docker/*.sh
+
+test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite, deploy templates vs nginx/supervisor/systemd
+	$(PYTEST) tests/unit
+
+test: lint test-unit test-compose test-vm ## Everything CI runs: lint, then the unit, compose and VM tiers
+
+-include docker/compose.mk
+-include ansible/vm.mk

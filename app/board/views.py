@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 import redis
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
+from supervisor import childutils
 
 from . import services
 from .models import Job
@@ -114,17 +116,31 @@ def check_channel_layer() -> str:
     return "ok"
 
 
-HEALTH_CHECKS = {"database": check_database, "channel_layer": check_channel_layer}
+def check_programs() -> str:
+    """No supervisor program may be FATAL (given up on); STOPPED is an operator's choice, not a fault."""
+    infos = childutils.getRPCInterface(os.environ).supervisor.getAllProcessInfo()
+    fatal = sorted(f"{info['group']}:{info['name']}" for info in infos if info["statename"] == "FATAL")
+    if fatal:
+        raise RuntimeError(f"FATAL: {', '.join(fatal)}")
+    return "ok"
+
+
+def health_checks() -> dict:
+    checks = {"database": check_database, "channel_layer": check_channel_layer}
+    # supervisor tells its programs where it listens; outside supervisor there is nothing to ask.
+    if "SUPERVISOR_SERVER_URL" in os.environ:
+        checks["programs"] = check_programs
+    return checks
 
 
 @require_GET
 def healthz(request):
     checks = {}
-    for name, check in HEALTH_CHECKS.items():
+    for name, check in health_checks().items():
         try:
             checks[name] = check()
         except Exception as exc:
-            checks[name] = f"error: {exc.__class__.__name__}: {exc}"
+            checks[name] = f"error: {exc}"
             logger.warning("health check %s failed: %s", name, exc)
     healthy = all(result == "ok" for result in checks.values())
     body = {

@@ -1,0 +1,71 @@
+"""Fixtures of the end-to-end suite. Run it with `pytest -p no:django tests/e2e --target compose`
+(or `--target vm`, or both); `make test-compose` brings a stack up for it and removes it after."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from .stack import Site, Supervisor, wait_until
+from .targets import REPO, make_target
+
+ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", REPO / "artifacts"))
+# Every program RUNNING and both tiers healthy through Nginx again, after a test stopped or killed some.
+RECOVERY_SECONDS = 40
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="stack to test: compose (docker-compose.yml) or vm; repeat for several",
+    )
+
+
+def pytest_generate_tests(metafunc):
+    if "target" in metafunc.fixturenames:
+        names = metafunc.config.getoption("--target")
+        if not names:
+            raise pytest.UsageError("tests/e2e needs --target compose and/or --target vm")
+        metafunc.parametrize("target", names, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def target(request):
+    """The stack under test (a tests/e2e/targets.py Target), made once per --target."""
+    return make_target(request.param)
+
+
+@pytest.fixture
+def site(target):
+    """The site through Nginx with a CSRF-ready session."""
+    return Site(target)
+
+
+@pytest.fixture
+def app_host(target):
+    """testinfra host of the container or machine that runs supervisord."""
+    return testinfra.get_host(target.host_spec())
+
+
+@pytest.fixture
+def supervisor(target, app_host):
+    """supervisorctl on the target; after the test every program is RUNNING and the site healthy again."""
+    supervisor = Supervisor(target, app_host)
+    yield supervisor
+    for name in target.programs:
+        if supervisor.status().get(name) is None or supervisor.status()[name].state != "RUNNING":
+            supervisor.start(name)
+    wait_until(supervisor.all_running, RECOVERY_SECONDS, "every program RUNNING after the test")
+    wait_until(Site(target).healthy, RECOVERY_SECONDS, "site healthy through Nginx after the test")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -84,6 +84,9 @@ def test_a_fatal_program_is_reported_by_the_health_check_and_restarted_once_its_
     flag.touch()
     wait_for_state(env, "flaky", "RUNNING", 20)
     assert views.check_programs() == "ok"
-    log = (tmp_path / "fatal-retry.log").read_text()
-    assert "flaky:flaky is FATAL; starting it again" in log
-    assert "flaky:flaky is RUNNING again" in log
+    log = tmp_path / "fatal-retry.log"
+    deadline = time.monotonic() + 5  # the listener handles the RUNNING event just after the state changes
+    while "flaky:flaky is RUNNING again" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "flaky:flaky is FATAL; starting it again" in log.read_text()
+    assert "flaky:flaky is RUNNING again" in log.read_text()

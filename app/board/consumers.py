@@ -4,6 +4,7 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -15,6 +16,9 @@ logger = logging.getLogger(__name__)
 
 # The backlog is sent in pages of this many messages, however far behind the client is.
 BACKLOG_PAGE = 200
+# Close code when the channel layer (Redis) is unreachable: "try again later" (the app-defined
+# range is 4000-4999; Daphne refuses the standard 1012/1013 from an application).
+CLOSE_UNAVAILABLE = 4503
 # A client that gives no `after` gets the same latest messages the board page shows.
 DEFAULT_BACKLOG = 50
 
@@ -28,6 +32,15 @@ def header(scope, name: bytes) -> str | None:
 
 class JsonSocketMixin:
     """Request id for logs, JSON frames out, and an error frame for a frame the client got wrong."""
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            # Redis is gone: this socket can no longer get live messages. Close it with
+            # CLOSE_UNAVAILABLE so the client reconnects, and backfills, once Redis is back.
+            logger.warning("channel layer unreachable (%s); closing the socket with %s", exc, CLOSE_UNAVAILABLE)
+            await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
 
     def setup_request_id(self) -> None:
         self.request_id = clean_request_id(header(self.scope, b"x-request-id"))

@@ -46,13 +46,15 @@ clean: compose-clean ## Remove the compose stack, its data volume and its images
 compose-clean:
 	@echo "clean: removing the compose stacks '$(COMPOSE_PROJECT)' and '$(E2E_COMPOSE_PROJECT)': containers, networks,"
 	@echo "clean: the data volumes (the SQLite database: messages and jobs are lost), the images"
-	@echo "clean: channels-stack/app, channels-stack/nginx, channels-stack/redis, and docker/ca-certificates/extra.crt."
+	@echo "clean: channels-stack/app, channels-stack/nginx, channels-stack/redis with their build-stage cache images,"
+	@echo "clean: and docker/ca-certificates/extra.crt."
 	@echo "clean: .env (your secrets and settings) is kept; delete it yourself for new secrets."
 	-@$(COMPOSE) -p $(E2E_COMPOSE_PROJECT) down --volumes --remove-orphans
 	-@$(DC) down --volumes --rmi all --remove-orphans
+	-@docker image prune --force --filter label=channels-stack.image
 	rm -f docker/ca-certificates/extra.crt
 
-test-compose: compose-prepare ## End-to-end tests against a fresh compose stack (always removed afterwards)
+test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests against a fresh compose stack (always removed afterwards)
 	@E2E_COMPOSE_PROJECT=$(E2E_COMPOSE_PROJECT) E2E_HTTP_PORT=$(E2E_HTTP_PORT) \
 	  bash docker/test-compose.sh $(COMPOSE) -- \
 	  $(E2E_PYTEST) -p no:django tests/e2e --target compose $(E2E_PYTEST_ARGS)

@@ -40,13 +40,30 @@ class Target:
     # Address Gunicorn and Daphne bind to on that host.
     bind_host: str = "127.0.0.1"
     app_user: str = APP_USER
-    python: str = f"{APP_VENV}/bin/python"
-    supervisorctl: str = f"{APP_VENV}/bin/supervisorctl -c {APP_CONFIG_DIR}/supervisord.conf"
+    app_venv: str = APP_VENV
+    app_config_dir: str = APP_CONFIG_DIR
     gunicorn_port: int = GUNICORN_PORT
     daphne_ports: tuple[int, ...] = DAPHNE_PORTS
     workers: tuple[str, ...] = WORKERS
     # PID 1 names that count as a proper init for supervisord to run under.
     init_names: tuple[str, ...] = field(default=("tini", "docker-init", "systemd", "init"))
+
+    @property
+    def python(self) -> str:
+        return f"{self.app_venv}/bin/python"
+
+    @property
+    def supervisorctl_path(self) -> str:
+        return f"{self.app_venv}/bin/supervisorctl"
+
+    @property
+    def supervisord_conf(self) -> str:
+        return f"{self.app_config_dir}/supervisord.conf"
+
+    @property
+    def supervisorctl(self) -> str:
+        """The command line that controls the programs, run on the target's host."""
+        return f"{self.supervisorctl_path} -c {self.supervisord_conf}"
 
     @property
     def host_origin(self) -> str:

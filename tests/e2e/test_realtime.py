@@ -55,6 +55,7 @@ def test_http_message_reaches_clients_on_every_daphne_once_in_order(site, target
     wrong = [(port, messages) for port, messages in received if messages != expected]
     assert not wrong, f"every socket should get exactly {expected}; these got: {wrong}"
 
+
 def test_job_progress_arrives_over_websocket_until_finished(site):
     """Tests that a job posted over HTTP is run by a worker and its progress arrives over WebSocket to finished."""
     job = site.post_job(steps=5)

@@ -1,0 +1,59 @@
+"""A real browser (Debian's Chromium, headless, driven by Playwright) on the board: two pages see
+each other's messages live, and a job's progress bar fills."""
+
+import re
+import uuid
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Milliseconds a page may take to show what the other did.
+LIVE_TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def open_board(browser, target):
+    """A board page in its own browser context (its own cookies, like a second user), connected live."""
+    page = browser.new_context(viewport={"width": 1100, "height": 800}).new_page()
+    page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE_TIMEOUT_MS)
+    return page
+
+
+def test_two_pages_see_each_others_messages_and_a_job_progress_bar_fills(browser, target, artifacts_dir):
+    """Tests that a message typed in one page appears in another without reload, and a job's bar fills."""
+    writer = open_board(browser, target)
+    reader = open_board(browser, target)
+    text = f"hello from the browser test {uuid.uuid4().hex[:8]}"
+
+    writer.fill("#text", text)
+    writer.click("#post-form button[type=submit]")
+
+    expect(reader.locator("#messages li .text").filter(has_text=text)).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expect(writer.locator("#messages li .text").filter(has_text=text)).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expect(writer.locator("#text")).to_have_value("")
+
+    writer.fill("#steps", "5")
+    writer.click("#start-job")
+    job = writer.locator("#jobs li").first
+    expect(job).to_contain_text(re.compile(r"finished \(5/5\)"), timeout=LIVE_TIMEOUT_MS)
+    bar = job.locator("progress")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("5", "5")
+
+    writer.screenshot(path=str(artifacts_dir / f"browser-{target.name}-writer.png"), full_page=True)
+    reader.screenshot(path=str(artifacts_dir / f"browser-{target.name}-reader.png"), full_page=True)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from app_processes import app_processes  # noqa: F401 (a fixture the tests use)
 from django.conf import settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,15 +1,10 @@
 """Background jobs: claiming, leases, progress, and a real `manage.py runworker jobs` process."""
 
 import asyncio
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from datetime import timedelta
 
 import pytest
+from app_processes import wait_for
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -19,8 +14,6 @@ from board.jobs import requeue_expired, run_job
 from board.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-APP_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "app")
 
 
 @database_sync_to_async
@@ -87,70 +80,15 @@ async def test_a_running_job_with_a_live_lease_is_not_taken_over():
     assert await run_job(job.id) is False
 
 
-def start_worker(env) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "jobs"],
-        cwd=APP_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def read_job(db: str, job_id: int) -> tuple:
-    with sqlite3.connect(db, timeout=20) as conn:
-        return conn.execute("SELECT state, done, total, attempts FROM board_job WHERE id=?", (job_id,)).fetchone()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
-def test_a_job_survives_its_runworker_process_being_killed_mid_way(tmp_path):
+def test_a_job_survives_its_runworker_process_being_killed_mid_way(app_processes):
     """Tests that SIGKILL of `runworker jobs` mid-job loses nothing: another worker finishes it once."""
-    env = {
-        **os.environ,
-        "APP_DATA_DIR": str(tmp_path),
-        "JOB_LEASE_SECONDS": "2",
-        "JOB_STEP_SECONDS": "0.2",
-        "JOB_SWEEP_SECONDS": "0.5",
-        "REDIS_URL": settings.REDIS_URL,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=APP_DIR, env=env, check=True)
-    created = subprocess.run(
-        [*manage, "shell", "-v", "0", "-c", "from board.services import create_job; print(create_job(15).id)"],
-        cwd=APP_DIR,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    job_id = int(created.stdout.strip().splitlines()[-1])
-    db = str(tmp_path / "db.sqlite3")
-
-    first = start_worker(env)
-    try:
-        wait_for(lambda: read_job(db, job_id)[1] >= 3, 20, "the first worker to run 3 steps")
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(10)
-        killed_at = read_job(db, job_id)
-        assert killed_at[0] == "running" and killed_at[1] < 15
-        second = start_worker(env)
-        try:
-            state = wait_for(lambda: (r := read_job(db, job_id))[0] == "finished" and r, 30, "the job to finish")
-        finally:
-            second.kill()
-            second.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert state == ("finished", 15, 15, 2)
+    app = app_processes(settings.REDIS_URL, JOB_LEASE_SECONDS="2", JOB_STEP_SECONDS="0.2", JOB_SWEEP_SECONDS="0.5")
+    job_id = app.create_job(15)
+    first = app.start_worker()
+    wait_for(lambda: app.job(job_id)[1] >= 3, 20, "the first worker to run 3 steps")
+    app.kill(first)
+    state, done, _, _ = app.job(job_id)
+    assert state == "running" and done < 15
+    app.start_worker()
+    wait_for(lambda: app.job(job_id)[0] == "finished", 30, "the job to finish")
+    assert app.job(job_id) == ("finished", 15, 15, 2)

@@ -1,19 +1,15 @@
 """What a Redis outage does to open sockets and to the workers, with a real redis-server killed mid-test."""
 
-import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from app_processes import wait_for
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
-
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
 
 
 class ThrowawayRedis:
@@ -70,51 +66,16 @@ async def test_open_board_socket_is_closed_with_4503_when_redis_dies(throwaway_r
     assert await ws.receive_output(timeout=10) == {"type": "websocket.close", "code": 4503}
 
 
-def test_runworker_rides_out_a_redis_outage_and_then_runs_jobs(throwaway_redis, tmp_path):
+def test_runworker_rides_out_a_redis_outage_and_then_runs_jobs(throwaway_redis, app_processes):
     """Tests that `runworker jobs` keeps its PID through a Redis outage and runs a job after it."""
-    env = {
-        **os.environ,
-        "APP_DATA_DIR": str(tmp_path),
-        "REDIS_URL": throwaway_redis.url,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "JOB_STEP_SECONDS": "0.05",
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=APP_DIR, env=env, check=True)
-    worker = subprocess.Popen(
-        [*manage, "runworker", "jobs"],
-        cwd=APP_DIR,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        time.sleep(2)
-        throwaway_redis.stop()
-        time.sleep(4)
-        assert worker.poll() is None, "the worker exited while Redis was down"
-        throwaway_redis.start()
-        created = subprocess.run(
-            [*manage, "shell", "-v", "0", "-c", "from board.services import create_job; print(create_job(3).id)"],
-            cwd=APP_DIR,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        job_id = created.stdout.strip().splitlines()[-1]
-        check = f"from board.models import Job; print(Job.objects.get(pk={job_id}).state)"
-        deadline = time.monotonic() + 30
-        while (
-            state := subprocess.run(
-                [*manage, "shell", "-v", "0", "-c", check], cwd=APP_DIR, env=env, capture_output=True, text=True
-            ).stdout.strip()
-        ) != "finished":
-            assert time.monotonic() < deadline, f"job is {state} 30 s after Redis came back"
-            time.sleep(0.5)
-        assert worker.poll() is None
-    finally:
-        os.killpg(worker.pid, signal.SIGKILL)
-        _, stderr = worker.communicate(timeout=10)
-    assert "receiving from channel jobs failed" in stderr
+    app = app_processes(throwaway_redis.url, JOB_STEP_SECONDS="0.05")
+    worker = app.start_worker()
+    time.sleep(2)
+    throwaway_redis.stop()
+    time.sleep(4)
+    assert worker.poll() is None, "the worker exited while Redis was down"
+    throwaway_redis.start()
+    job_id = app.create_job(3)
+    wait_for(lambda: app.job(job_id)[0] == "finished", 30, "the job to finish after Redis came back")
+    assert worker.poll() is None
+    assert "receiving from channel jobs failed" in app.kill(worker)

@@ -40,29 +40,20 @@ def test_a_malformed_boolean_setting_is_refused_with_its_name(tmp_path):
     assert "DJANGO_HTTPS='maybe'" in result.stderr
 
 
+def deploy_check(tmp_path: Path, https: str) -> subprocess.CompletedProcess:
+    env = {"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_HTTPS": https}
+    return manage("check", "--deploy", "--fail-level", "WARNING", env=env, tmp_path=tmp_path)
+
+
 def test_https_production_settings_pass_the_deploy_check_at_warning_level(tmp_path):
     """Tests that `check --deploy --fail-level WARNING` passes for the HTTPS production profile."""
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        env={"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_HTTPS": "1"},
-        tmp_path=tmp_path,
-    )
+    result = deploy_check(tmp_path, https="1")
     assert result.returncode == 0, result.stderr
 
 
 def test_plain_http_settings_fail_the_deploy_check(tmp_path):
     """Tests that the gate can fail: without HTTPS the deploy check reports the insecure cookies."""
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        env={"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_HTTPS": "0"},
-        tmp_path=tmp_path,
-    )
+    result = deploy_check(tmp_path, https="0")
     assert result.returncode != 0
     assert "SESSION_COOKIE_SECURE" in result.stderr
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .stack import Supervisor, http_ok_on_host
+from .stack import Supervisor, http_ok_on_host, wait_until
 from .targets import DAPHNE_PORTS, GUNICORN_PORT, WORKERS
 
 PROGRAMS = ["gunicorn", *(f"daphne:daphne-{port}" for port in DAPHNE_PORTS), *WORKERS]
@@ -101,3 +101,27 @@ def test_sigkilled_process_is_replaced_and_serves_again_within_10_s(
     new_pid = after[0][1]
     assert after == [("RUNNING", new_pid)] * len(after), f"not stable after recovery: {samples}"
     assert app_host.process.get(pid=new_pid).user == target.app_user
+
+
+# The container runtime's restart policy (compose) or systemd (VM) starts supervisord again, and
+# supervisord every program; migrate and the programs' startsecs come first.
+SUPERVISORD_RECOVERY_SECONDS = 90
+
+
+def supervisord_identity(app_host) -> tuple[int, str]:
+    """supervisord's PID and start time: a restarted container may reuse the PID."""
+    pid = app_host.process.get(comm="supervisord").pid
+    return pid, app_host.check_output(f"ps -o lstart= -p {pid}")
+
+
+def test_killed_supervisord_is_brought_back_with_every_program(site, target, app_host, supervisor):
+    """Tests that after SIGKILL of supervisord itself the stack comes back: a new supervisord, all programs, site."""
+    before = supervisord_identity(app_host)
+
+    killed = app_host.run(f"kill -KILL {before[0]}")
+    assert killed.rc == 0, killed.stderr
+
+    wait_until(lambda: supervisord_identity(app_host) != before, SUPERVISORD_RECOVERY_SECONDS, "a new supervisord")
+    wait_until(supervisor.all_running, SUPERVISORD_RECOVERY_SECONDS, "every program RUNNING")
+    wait_until(site.healthy, SUPERVISORD_RECOVERY_SECONDS, "site healthy through Nginx")
+    assert supervisord_identity(app_host)[0] > 0

@@ -87,3 +87,20 @@ def test_jobs_wait_for_a_worker_and_finish_when_one_runs(site, supervisor):
         lambda: site.get(f"/api/jobs/{job['id']}").json()["state"] == "finished", 30, "job finished after workers start"
     )
     assert finished
+
+
+# Longer than the channel layer's blocking receive (channels_redis waits 5 s per BZPOPMIN) plus a
+# Redis socket timeout, and shorter than Daphne's ping interval and Nginx's proxy timeouts.
+IDLE_SECONDS = 12
+
+
+def test_idle_socket_stays_open_and_still_receives_messages(site):
+    """Tests that a board socket left idle for a while is not closed and still gets a new message."""
+    with site.websocket("/ws/board/") as socket:
+        read_until_ready(socket)
+        idle = frames_until_quiet(socket, quiet=IDLE_SECONDS, limit=IDLE_SECONDS)
+        message = site.post_message(f"after {IDLE_SECONDS} s idle {uuid.uuid4().hex[:8]}")
+        frame = receive_json(socket, timeout=10)
+
+    assert idle == []
+    assert (frame["type"], frame["id"], frame["text"]) == ("message", message["id"], message["text"])

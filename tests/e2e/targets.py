@@ -12,9 +12,12 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import requests
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,9 +138,36 @@ def compose_target() -> Target:
     )
 
 
-# The vm target is added by the ansible helper (tests/vm, ansible/vm.mk).
+def vm_target() -> Target:
+    """The local test host of ansible/vm.mk (VM_CONTAINER, Nginx on 127.0.0.1:VM_HTTP_PORT), as
+    provisioned by ansible/site.yml: systemd runs supervisord, reached with `docker exec`."""
+    container = os.environ.get("VM_CONTAINER", "channels-stack-vm")
+    base_url = f"http://127.0.0.1:{os.environ.get('VM_HTTP_PORT', '8081')}"
+    if _run(["docker", "container", "inspect", "--format", "{{.State.Running}}", container]) != "true":
+        raise RuntimeError(f"test host {container!r} is not running; start it with `make vm`")
+
+    def restart_stack() -> None:
+        # A reboot: systemd stops every service, then boots them again; Ansible is not involved.
+        _run(["docker", "restart", "--time", "60", container], timeout=180)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if all(
+                    requests.get(base_url + path, timeout=3).status_code == 200 for path in ("/healthz", "/ws/healthz")
+                ):
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{base_url} not healthy within 120 s of rebooting {container}")
+            time.sleep(1)
+
+    return Target(name="vm", base_url=base_url, host_spec=lambda: f"docker://{container}", restart_stack=restart_stack)
+
+
 TARGETS: dict[str, Callable[[], Target]] = {
     "compose": compose_target,
+    "vm": vm_target,
 }
 
 

@@ -1,0 +1,491 @@
+"""Faults users meet, injected while WebSocket clients are connected and messages are posted at a
+steady rate, on every --target (compose, vm). After each: every message answered 201 is shown
+exactly once, in order, by every client that stayed or came back, compared with the database.
+
+The tests run in this order on each target. The idle-socket test (8) holds its socket open through
+the tests before it that leave Daphne and Nginx alone (2, 3, 9), so its two minutes of idling are
+not spent waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from e2e.stack import Site, http_ok_on_host, wait_until
+from websockets.sync.client import connect
+
+from .stacks import DatabaseLock, PortBlocker, Stack, app_processes
+from .traffic import HandshakeProber, JobWatcher, Traffic, database_ids
+from .watch import Watch, watch_programs
+
+# Issue 5 row 2: HTTP answers again within this long after Gunicorn's master is killed.
+HTTP_BACK_SECONDS = 10
+# Supervisor restarts a killed program at once; startsecs (3 s) later it is RUNNING.
+PROGRAM_BACK_SECONDS = 15
+# Nginx's default proxy_read_timeout is 60 s; an idle socket must outlive twice that.
+IDLE_SECONDS = 2 * 60 + 5
+# deploy/defaults.yml: nginx_worker_shutdown_timeout, gunicorn_graceful_timeout, supervisor_fatal_retry_base.
+NGINX_WORKER_SHUTDOWN_TIMEOUT = 30
+GUNICORN_GRACEFUL_TIMEOUT = 20
+FATAL_RETRY_BASE = 5
+REDIS_DOWN_SECONDS = 15
+# The board socket sends the backlog in pages of this many (board.consumers.BACKLOG_PAGE).
+BACKLOG_PAGE = 200
+# A request in flight while the stack stops: longer than `docker stop`'s default 10 s, shorter
+# than Gunicorn's graceful timeout.
+IN_FLIGHT_SECONDS = 12
+
+
+def kill(stack: Stack, pid: int, signal: str = "KILL") -> None:
+    result = stack.app_host().run(f"kill -{signal} {pid}")
+    assert result.rc == 0, f"kill -{signal} {pid}: {result.stderr}"
+
+
+def assert_recovered(watch: Watch, within: float, what: str) -> None:
+    assert watch.recovered_at is not None and watch.recovered_at <= within, (
+        f"{what}: not whole within {within} s (recovered at {watch.recovered_at}):\n{watch.summary()}"
+    )
+    assert watch.stable(), f"{what}: PIDs changed after recovery (crash loop?):\n{watch.summary()}"
+
+
+def assert_nothing_lost(traffic: Traffic) -> None:
+    delivery = traffic.delivery
+    assert delivery is not None
+    assert delivery.posted > 0, f"no message was answered 201: {traffic.poster.refused[:5]}"
+    assert not delivery.problems, "\n".join(delivery.problems)
+    assert delivery.lost == 0
+
+
+# --- 8 (opened first): an idle WebSocket -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def idle_socket(target):
+    """A job-progress socket of a finished job: after its first frame nothing more is ever sent on it."""
+    site = Site(target)
+    job = site.post_job(steps=1)
+    wait_until(lambda: site.get(f"/api/jobs/{job['id']}").json()["state"] == "finished", 30, "job finished")
+    # No client pings (a browser sends none): only Daphne's pings can keep it alive.
+    url = f"{target.ws_url}/ws/jobs/{job['id']}/"
+    with connect(url, origin=target.host_origin, open_timeout=10, ping_interval=None) as socket:
+        first = json.loads(socket.recv(timeout=10))
+        assert first["state"] == "finished"
+        yield socket, time.monotonic()
+
+
+# --- 2: Gunicorn ---------------------------------------------------------------------------------
+
+
+def gunicorn_processes(stack: Stack) -> list:
+    return [p for p in app_processes(stack.app_host()) if "gunicorn" in p.args]
+
+
+@pytest.mark.usefixtures("idle_socket")
+def test_sigkilled_gunicorn_worker_and_master_answer_again_within_10_s_without_orphans(target, stack, fault_record):
+    """Tests that after SIGKILL of a Gunicorn worker, then its master, HTTP answers within 10 s and no orphan stays."""
+    fault_record.fault = "2 SIGKILL Gunicorn worker, then master"
+    fault_record.recovered_when = "new master RUNNING, its workers only, HTTP 200"
+    site = stack.site()
+    with Traffic(target) as traffic:
+        before = stack.program_states()
+        master = before["gunicorn"][1]
+        workers = sorted(p.pid for p in gunicorn_processes(stack) if p.ppid == master)
+        assert len(workers) >= 2, workers
+
+        kill(stack, workers[0])
+        wait_until(
+            lambda: (
+                workers[0] not in {p.pid for p in gunicorn_processes(stack)}
+                and len([p for p in gunicorn_processes(stack) if p.ppid == master]) == len(workers)
+            ),
+            HTTP_BACK_SECONDS,
+            "the master replaced its killed worker",
+        )
+        assert stack.program_states()["gunicorn"][1] == master
+
+        killed_at = time.monotonic()
+        kill(stack, master)
+
+        def only_the_new_masters_workers() -> bool:
+            new_master = stack.program_states()["gunicorn"][1]
+            gunicorns = gunicorn_processes(stack)
+            strays = [p for p in gunicorns if p.pid != new_master and p.ppid != new_master]
+            return not strays and len(gunicorns) == len(workers) + 1 and site.get("/healthz").status_code == 200
+
+        watch = watch_programs(stack, before, {"gunicorn"}, only_the_new_masters_workers, 60, killed_at)
+        fault_record.recovery = watch.recovered_at
+        traffic.run_for(2)
+        fault_record.took(traffic.finish())
+
+    assert_recovered(watch, HTTP_BACK_SECONDS, "gunicorn")
+    assert len(watch.replacements("gunicorn")) == 1, f"gunicorn restarted more than once:\n{watch.summary()}"
+    assert_nothing_lost(traffic)
+
+
+# --- 3: a worker in the middle of a job ----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("idle_socket")
+def test_sigkilled_worker_mid_job_the_job_still_finishes_exactly_once(target, stack, fault_record):
+    """Tests that when a worker is SIGKILLed mid-job, the job still reaches finished, exactly once."""
+    fault_record.fault = "3 SIGKILL a worker mid-job"
+    fault_record.recovered_when = "interrupted job finished"
+    site = stack.site()
+    victim = target.workers[0]
+    steps = 40
+    with Traffic(target) as traffic:
+        before = stack.program_states()
+        # One job per worker (each takes one message at a time), so the victim holds one of them.
+        jobs = [site.post_job(steps=steps)["id"] for _ in target.workers]
+        watchers = [JobWatcher(target, job_id) for job_id in jobs]
+        for watcher in watchers:
+            watcher.start()
+
+        def all_running() -> bool:
+            return all(site.get(f"/api/jobs/{job_id}").json()["done"] >= 3 for job_id in jobs)
+
+        wait_until(all_running, 20, "every job running")
+        killed_at = time.monotonic()
+        kill(stack, before[victim][1])
+        watch = watch_programs(stack, before, {victim}, lambda: True, PROGRAM_BACK_SECONDS, killed_at)
+
+        for watcher in watchers:
+            watcher.finished.wait(max(1, 90 - (time.monotonic() - killed_at)))
+        fault_record.recovery = time.monotonic() - killed_at if all(w.finished.is_set() for w in watchers) else None
+        fault_record.took(traffic.finish())
+
+    states = {job_id: site.get(f"/api/jobs/{job_id}").json() for job_id in jobs}
+    assert all(s["state"] == "finished" and s["done"] == s["total"] == steps for s in states.values()), states
+    for watcher in watchers:
+        assert watcher.finished_frames == 1, f"job {watcher.job_id}: {watcher.frames[-5:]}"
+        done = [frame["done"] for frame in watcher.frames]
+        assert done == sorted(done), f"job {watcher.job_id} progress went backwards: {done}"
+    finished_logs = {job_id: stack.app_log_lines(f"job id={job_id} finished") for job_id in jobs}
+    assert all(len(lines) == 1 for lines in finished_logs.values()), finished_logs
+    resumed = [job_id for job_id in jobs if stack.app_log_lines(f"job id={job_id} claimed (attempt 2)")]
+    assert resumed, "no job was taken over after the kill: the kill did not interrupt a job"
+    assert_recovered(watch, PROGRAM_BACK_SECONDS, victim)
+    assert_nothing_lost(traffic)
+
+
+# --- 9: offline for more than a backlog page ------------------------------------------------------
+
+
+@pytest.mark.usefixtures("idle_socket")
+def test_client_offline_for_more_than_a_backlog_page_gets_every_message(target, stack, fault_record):
+    """Tests that a client offline while more than 200 messages were posted shows every one after it comes back."""
+    fault_record.fault = "9 client offline for > 200 messages"
+    fault_record.recovered_when = "returning client showed the whole backlog"
+    count = BACKLOG_PAGE + 60
+    with Traffic(target, clients=3, interval=0.05) as traffic:
+        traffic.poster.max_count = count
+        away = traffic.clients[0]
+        away.go_offline()
+        wait_until(lambda: len(traffic.poster.accepted) + len(traffic.poster.refused) >= count, 60, "posts done")
+        back_at = time.monotonic()
+        away.come_back()
+        wait_until(lambda: away.ready.is_set(), 20, "the client is back")
+        fault_record.recovery = away.connections[-1].opened - back_at
+        fault_record.took(traffic.finish())
+
+    assert away.connections[-1].backlog > BACKLOG_PAGE, [c.backlog for c in away.connections]
+    assert_nothing_lost(traffic)
+
+
+# --- 8: idle WebSocket -----------------------------------------------------------------------------
+
+
+def test_idle_websocket_survives_twice_nginx_default_read_timeout(target, idle_socket, fault_record):
+    """Tests that a WebSocket with no traffic for over 120 s (2 x Nginx's default timeout) is still open both ways."""
+    fault_record.fault = "8 idle WebSocket, 2 x 60 s"
+    fault_record.recovered_when = "(no fault: seconds idle)"
+    socket, opened = idle_socket
+    remaining = IDLE_SECONDS - (time.monotonic() - opened)
+    if remaining > 0:
+        with pytest.raises(TimeoutError):
+            socket.recv(timeout=remaining)  # nothing arrives, and the socket is not closed
+    idle = time.monotonic() - opened
+    socket.send(json.dumps({"type": "hello"}))
+    answer = json.loads(socket.recv(timeout=10))
+    fault_record.recovery = idle
+
+    assert idle >= IDLE_SECONDS
+    assert answer["type"] == "error", answer  # the job socket answers every frame with an error
+
+
+# --- 1: Daphne -------------------------------------------------------------------------------------
+
+
+def test_sigkilled_daphne_clients_reconnect_and_backfill_while_the_others_see_no_break(target, stack, fault_record):
+    """Tests that after SIGKILL of a Daphne its clients reconnect and backfill, others stay, handshakes keep working."""
+    fault_record.fault = "1 SIGKILL one Daphne"
+    fault_record.recovered_when = "new Daphne serving, its clients back"
+    port = target.daphne_ports[-1]
+    victim = f"daphne:daphne-{port}"
+    with Traffic(target, clients=4, spread=True) as traffic, HandshakeProber(target) as prober:
+        before = stack.program_states()
+        victims = traffic.clients_on(port)
+        others = [client for client in traffic.clients if client not in victims]
+        traffic.run_for(2)
+        killed_at = time.monotonic()
+        kill(stack, before[victim][1])
+
+        def serving_and_clients_back() -> bool:
+            back = all(len(client.connections) >= 2 for client in victims)
+            return back and http_ok_on_host(stack.app_host(), target, port, "/ws/healthz")
+
+        watch = watch_programs(stack, before, {victim}, serving_and_clients_back, 30, killed_at)
+        fault_record.recovery = watch.recovered_at
+        traffic.run_for(2)
+        broken_others = [(c.name, c.connections) for c in others if len(c.connections) != 1]
+        fault_record.took(traffic.finish())
+
+    assert victims and others
+    assert_recovered(watch, PROGRAM_BACK_SECONDS, victim)
+    assert len(watch.replacements(victim)) == 1, f"{victim} restarted more than once:\n{watch.summary()}"
+    assert not broken_others, f"clients of the other Daphne were disconnected: {broken_others}"
+    assert not prober.bursts, f"handshakes failed twice in a row at {prober.bursts} (of {len(prober.results)})"
+    assert_nothing_lost(traffic)
+
+
+# --- 5: a program that crash-loops on start -------------------------------------------------------
+
+
+def test_program_crash_looping_on_start_is_fatal_reported_and_retried_when_the_cause_is_gone(
+    target, stack, fault_record
+):
+    """Tests that a program dying at every start goes FATAL, /healthz names it, and it is back once its port is free."""
+    fault_record.fault = "5 crash loop on start (port taken)"
+    fault_record.recovered_when = "port freed -> RUNNING, /healthz 200"
+    port = target.daphne_ports[-1]
+    victim = f"daphne:daphne-{port}"
+    site = stack.site()
+    supervisor = stack.supervisor()
+    with Traffic(target) as traffic:
+        supervisor.stop(victim)
+        before = stack.program_states()
+        retry_lines = len(stack.app_log_lines(f"{victim} is FATAL; starting it again"))
+        with PortBlocker(stack, port) as blocker:
+            supervisor.start(victim)
+            states_seen = []
+
+            def fatal() -> bool:
+                states_seen.append(stack.program_states().get(victim, ("?", 0))[0])
+                return states_seen[-1] == "FATAL"
+
+            wait_until(fatal, 90, f"{victim} FATAL", 0.5)
+            health = site.get("/healthz")
+            blocker.free()
+            freed_at = time.monotonic()
+        watch = watch_programs(
+            stack,
+            before,
+            {victim},
+            lambda: http_ok_on_host(stack.app_host(), target, port, "/ws/healthz") and site.healthy(),
+            60,
+            freed_at,
+        )
+        fault_record.recovery = watch.recovered_at
+        retried = stack.app_log_lines(f"{victim} is FATAL; starting it again")[retry_lines:]
+        traffic.run_for(2)
+        fault_record.took(traffic.finish())
+
+    assert "BACKOFF" in states_seen, states_seen
+    assert health.status_code == 503, health.text
+    assert "programs" in health.json()["failing"] and victim in health.json()["checks"]["programs"], health.json()
+    assert retried, "fatal-retry logged no retry"
+    # The first retry comes FATAL_RETRY_BASE s after FATAL, plus startsecs; allow one more round.
+    assert_recovered(watch, 4 * FATAL_RETRY_BASE + 15, victim)
+    assert_nothing_lost(traffic)
+
+
+# --- 6: Redis --------------------------------------------------------------------------------------
+
+
+def test_redis_down_15_s_messages_are_stored_and_clients_reconnect_and_backfill(target, stack, fault_record):
+    """Tests that with Redis stopped 15 s posts still get 201, /healthz names the channel layer, clients come back."""
+    fault_record.fault = "6 Redis stopped 15 s"
+    fault_record.recovered_when = "Redis started -> healthy, every client back"
+    site = stack.site()
+    with Traffic(target) as traffic:
+        before = stack.program_states()
+        traffic.run_for(2)
+        stack.stop_redis()
+        stopped_at = time.monotonic()
+        accepted_before = len(traffic.poster.accepted)
+        health_samples = []
+        while time.monotonic() - stopped_at < REDIS_DOWN_SECONDS:
+            response = site.get("/healthz")
+            health_samples.append((response.status_code, response.json().get("failing")))
+            time.sleep(1)
+        posted_while_down = traffic.poster.accepted[accepted_before:]
+        stack.start_redis()
+        started_at = time.monotonic()
+
+        def healthy_and_clients_back() -> bool:
+            back = all(c.connections and c.connections[-1].opened > started_at for c in traffic.clients)
+            return back and site.healthy()
+
+        # Nothing restarted: every program keeps its PID.
+        watch = watch_programs(stack, before, set(), healthy_and_clients_back, 60, started_at)
+        fault_record.recovery = watch.recovered_at
+        traffic.run_for(2)
+        fault_record.took(traffic.finish())
+
+    closed = [c.name for c in traffic.clients if not c.disconnects_between(stopped_at, started_at + 60)]
+    failed_broadcasts = [i for i in posted_while_down if stack.app_log_lines(f"broadcast of message id={i} failed")]
+    assert health_samples and all(s == (503, ["channel_layer"]) for s in health_samples), health_samples
+    assert posted_while_down, "no post was answered 201 while Redis was down"
+    assert traffic.poster.refused == [], f"posts not answered 201: {traffic.poster.refused[:10]}"
+    assert failed_broadcasts == posted_while_down, "every failed broadcast is logged"
+    assert not closed, f"clients never closed or noticed: {closed}"
+    assert_recovered(watch, 30, "redis")
+    assert_nothing_lost(traffic)
+
+
+# --- 7: Nginx reload -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method", [pytest.param("nginx -s reload", id="signal"), pytest.param("ansible handler", id="handler")]
+)
+def test_nginx_reload_keeps_open_sockets_and_leaves_no_old_workers(target, stack, method, fault_record):
+    """Tests that after a Nginx reload, open sockets keep getting messages and old workers are gone by the timeout."""
+    if method not in stack.reload_methods:
+        pytest.skip(f"{target.name} has no {method}")
+    fault_record.fault = f"7 Nginx reload ({method})"
+    fault_record.recovered_when = "old Nginx workers gone"
+    with Traffic(target) as traffic:
+        old_workers = stack.nginx_workers()
+        traffic.run_for(1)
+        reloaded_at = time.monotonic()
+        stack.reload_nginx(method)
+        samples = []
+
+        def old_workers_gone() -> bool:
+            workers = stack.nginx_workers()
+            samples.append((round(time.monotonic() - reloaded_at, 1), sorted(workers)))
+            return workers and not workers & old_workers
+
+        wait_until(old_workers_gone, NGINX_WORKER_SHUTDOWN_TIMEOUT + 20, "old Nginx workers gone", 1)
+        gone_at = time.monotonic()
+        fault_record.recovery = gone_at - reloaded_at
+        traffic.run_for(3)
+        fault_record.took(traffic.finish())
+
+    kept_until = min(gone_at, reloaded_at + NGINX_WORKER_SHUTDOWN_TIMEOUT) - 2
+    cut_early = [c.name for c in traffic.clients if c.disconnects_between(reloaded_at, kept_until)]
+    silent = [c.name for c in traffic.clients if c.frames_between(reloaded_at + 1, kept_until) == 0]
+    assert not cut_early, f"sockets closed before the shutdown timeout: {cut_early}"
+    assert not silent, f"open sockets got no messages after the reload: {silent}"
+    assert gone_at - reloaded_at <= NGINX_WORKER_SHUTDOWN_TIMEOUT + 10, samples
+    assert_nothing_lost(traffic)
+
+
+# --- 4: supervisord --------------------------------------------------------------------------------
+
+
+def test_sigkilled_supervisord_is_restarted_with_every_program_and_nothing_lost(target, stack, fault_record):
+    """Tests that after SIGKILL of supervisord its keeper restarts it (count grows) and every program comes back."""
+    fault_record.fault = "4 SIGKILL supervisord"
+    fault_record.recovered_when = f"restarted by {stack.supervisord_keeper}, all RUNNING, healthy"
+    with Traffic(target) as traffic:
+        before = stack.program_states()
+        restarts = stack.supervisord_restarts()
+        supervisord = stack.supervisord_pid()
+        old_processes = {(p.pid, p.start) for p in app_processes(stack.app_host())}
+        traffic.run_for(2)
+        killed_at = time.monotonic()
+        kill(stack, supervisord)
+        watch = watch_programs(stack, before, set(target.programs), lambda: stack.site().healthy(), 120, killed_at)
+        fault_record.recovery = watch.recovered_at
+        traffic.run_for(2)
+        fault_record.took(traffic.finish())
+
+    leftovers = [p for p in app_processes(stack.app_host()) if (p.pid, p.start) in old_processes]
+    assert stack.supervisord_restarts() > restarts
+    assert stack.supervisord_pid() != supervisord
+    assert_recovered(watch, 90, "every program")
+    assert not leftovers, f"processes of the killed supervisord still running: {leftovers}"
+    assert_nothing_lost(traffic)
+
+
+# --- 10: reboot ------------------------------------------------------------------------------------
+
+
+def test_reboot_brings_everything_back_by_itself(target, stack, fault_record):
+    """Tests that after a reboot of the test host / `compose restart` every program runs, healthy, nothing lost."""
+    fault_record.fault = "10 reboot / compose restart"
+    fault_record.recovered_when = "restart command returned -> all RUNNING, healthy"
+    with Traffic(target) as traffic:
+        before = stack.program_states()
+        traffic.run_for(2)
+        started = time.monotonic()
+        stack.reboot()
+        rebooted_at = time.monotonic()
+        watch = watch_programs(stack, before, set(target.programs), lambda: stack.site().healthy(), 150, rebooted_at)
+        fault_record.recovery = None if watch.recovered_at is None else watch.recovered_at + rebooted_at - started
+        traffic.run_for(2)
+        fault_record.took(traffic.finish())
+
+    assert_recovered(watch, 150, "every program")
+    assert_nothing_lost(traffic)
+
+
+# --- 11: stopping the stack ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param("supervisorctl stop all", id="supervisorctl"),
+        pytest.param("systemctl stop", id="systemctl"),
+        pytest.param("make down", id="make-down"),
+    ],
+)
+def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(target, stack, method, fault_record):
+    """Tests that stopping the stack lets a request in flight finish (201) and leaves no process behind."""
+    if method not in stack.stop_methods:
+        pytest.skip(f"{target.name} is not stopped with {method}")
+    fault_record.fault = f"11 stop ({method})"
+    fault_record.recovered_when = "started again -> all RUNNING, healthy"
+    site = stack.site()
+    answer: dict = {}
+    with Traffic(target) as traffic:
+        before = stack.program_states()
+        traffic.run_for(1)
+        with DatabaseLock(stack, IN_FLIGHT_SECONDS) as lock:
+
+            def post_in_flight() -> None:
+                try:
+                    answer["response"] = stack.site().post_json("/api/messages", {"text": f"in flight {traffic.tag}"})
+                except Exception as exc:  # noqa: BLE001 (reported by the assert below)
+                    answer["error"] = repr(exc)
+
+            poster = threading.Thread(target=post_in_flight, daemon=True)
+            poster.start()
+            time.sleep(1.5)
+            in_flight = poster.is_alive()
+            stop_started = time.monotonic()
+            stack.stop_stack(method)
+            stopped_at = time.monotonic()
+            poster.join(30)
+        leftovers = stack.leftovers(method)
+        stack.start_stack(method)
+        watch = watch_programs(stack, before, set(target.programs), stack.site().healthy, 180, stopped_at)
+        fault_record.recovery = watch.recovered_at
+        traffic.run_for(2)
+        fault_record.took(traffic.finish())
+
+    response = answer.get("response")
+    assert in_flight, "the request was not in flight when the stop began"
+    assert response is not None and response.status_code == 201, answer
+    assert response.json()["id"] in database_ids(site, response.json()["id"] - 1)
+    stop_took = stopped_at - stop_started
+    assert lock.release_at - stop_started - 1 <= stop_took <= GUNICORN_GRACEFUL_TIMEOUT + 15, stop_took
+    assert not leftovers, f"left behind after {method}: {leftovers}"
+    assert watch.recovered_at is not None, watch.summary()
+    assert_nothing_lost(traffic)

@@ -62,5 +62,4 @@ test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests against a fresh 
 lint-docker: ## hadolint the Dockerfiles, shellcheck the docker scripts, yamllint the compose files
 	$(HADOLINT) --config docker/hadolint.yaml docker/Dockerfile docker/redis/Dockerfile
 	shellcheck $(DOCKER_SCRIPTS)
-	$(YAMLLINT) --strict -d '{extends: default, rules: {line-length: {max: 120}}}' \
-	  docker-compose.yml docker/deploy-vars.yml docker/hadolint.yaml
+	$(YAMLLINT) --strict docker-compose.yml docker/

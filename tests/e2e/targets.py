@@ -50,6 +50,10 @@ class Target:
     workers: tuple[str, ...] = WORKERS
     # PID 1 names that count as a proper init for supervisord to run under.
     init_names: tuple[str, ...] = field(default=("tini", "docker-init", "systemd", "init"))
+    # Redis as the app's host reaches it.
+    redis_host: str = "127.0.0.1"
+    # compose target only: the compose command with its project (`docker-compose -p NAME`).
+    compose: tuple[str, ...] = ()
 
     @property
     def python(self) -> str:
@@ -135,6 +139,8 @@ def compose_target() -> Target:
         host_spec=host_spec,
         restart_stack=restart_stack,
         bind_host="0.0.0.0",  # noqa: S104 (inside the container, on the private compose network)
+        redis_host="redis",
+        compose=tuple(compose),
     )
 
 

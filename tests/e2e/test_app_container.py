@@ -125,3 +125,12 @@ def test_killed_supervisord_is_brought_back_with_every_program(site, target, app
     wait_until(supervisor.all_running, SUPERVISORD_RECOVERY_SECONDS, "every program RUNNING")
     wait_until(site.healthy, SUPERVISORD_RECOVERY_SECONDS, "site healthy through Nginx")
     assert supervisord_identity(app_host)[0] > 0
+
+
+def test_redis_refuses_clients_without_the_password(app_host, target):
+    """Tests that Redis, reached from the app's host, answers a client without the password with NOAUTH."""
+    script = f"import redis; redis.Redis(host='{target.redis_host}', socket_timeout=3).ping()"
+    result = app_host.run(f'{target.python} -c "{script}"')
+
+    assert result.rc != 0
+    assert "Authentication required" in result.stderr, result.stderr[-500:]

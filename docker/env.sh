@@ -28,7 +28,8 @@ HTTP_PORT=8080
 DJANGO_SECRET_KEY=$(random)
 # Password Redis requires (the app's REDIS_URL is made from it in docker-compose.yml).
 REDIS_PASSWORD=$(random)
-# Host names the site answers (comma list; '*' is refused).
+# Host names the site answers (comma list; '*' is refused). Keep localhost and 127.0.0.1: Nginx's
+# server_name (deploy/defaults.yml nginx_server_names) and the healthchecks use them.
 DJANGO_ALLOWED_HOSTS=localhost,127.0.0.1
 DJANGO_DEBUG=0
 ENV

@@ -34,8 +34,13 @@ report_failure() {
     echo "=== service '$service' is $state" >&2
     id=$("${compose[@]}" ps -q "$service" 2>/dev/null | head -n 1)
     if [ -n "$id" ]; then
-      docker inspect --format '{{if .State.Health}}{{range .State.Health.Log}}healthcheck (exit {{.ExitCode}}): {{.Output}}{{end}}{{end}}' \
-        "$id" 2>/dev/null | tail -n 6 >&2 || true
+      docker inspect --format '{{json .State.Health}}' "$id" 2>/dev/null | python3 -c '
+import json, sys
+health = json.load(sys.stdin) or {}
+for entry in (health.get("Log") or [])[-1:]:
+    print("--- last healthcheck (exit %s):" % entry["ExitCode"])
+    print(entry["Output"].strip())
+' >&2 || true
       echo "--- last $log_lines log lines of '$service':" >&2
       "${compose[@]}" logs --no-color --tail "$log_lines" "$service" >&2 || true
     else

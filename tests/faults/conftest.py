@@ -65,7 +65,8 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    records = config.stash.get(RECORDS, [])
+    # A skipped test (a fault a target does not have) measured nothing.
+    records = [record for record in config.stash.get(RECORDS, []) if record.outcome != "skipped"]
     if not records:
         return
     terminalreporter.section("faults: what survives what")

@@ -3,7 +3,7 @@ what": one row per fault and target, with the recovery time and what the users s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -21,6 +21,8 @@ class FaultRecord:
     delivered: int | None = None  # of those, shown exactly once, in order, by every client
     refused: int | None = None  # posts not answered 201 (never promised to anyone)
     outcome: str = "not run"
+    # Other measurements worth a line under the table ("stop took 13.2 s").
+    details: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> int | None:
@@ -64,7 +66,12 @@ def rows(records: list[FaultRecord]) -> list[tuple[str, ...]]:
 def markdown_table(records: list[FaultRecord]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows(records)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + details(records, "- ")
+
+
+def details(records: list[FaultRecord], bullet: str) -> str:
+    lines = [f"{bullet}{r.fault} ({r.target}): {'; '.join(r.details)}" for r in records if r.details]
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def text_table(records: list[FaultRecord]) -> str:
@@ -72,4 +79,4 @@ def text_table(records: list[FaultRecord]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)) for row in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+    return "\n".join(line.rstrip() for line in lines) + "\n" + details(records, "  ")

@@ -36,7 +36,7 @@ REDIS_DOWN_SECONDS = 15
 BACKLOG_PAGE = 200
 # A request in flight while the stack stops: longer than `docker stop`'s default 10 s, shorter
 # than Gunicorn's graceful timeout.
-IN_FLIGHT_SECONDS = 12
+IN_FLIGHT_SECONDS = 15
 
 
 def kill(stack: Stack, pid: int, signal: str = "KILL") -> None:
@@ -109,14 +109,18 @@ def test_sigkilled_gunicorn_worker_and_master_answer_again_within_10_s_without_o
         killed_at = time.monotonic()
         kill(stack, master)
 
+        strays_seen: set[int] = set()
+
         def only_the_new_masters_workers() -> bool:
             new_master = stack.program_states()["gunicorn"][1]
             gunicorns = gunicorn_processes(stack)
             strays = [p for p in gunicorns if p.pid != new_master and p.ppid != new_master]
+            strays_seen.update(p.pid for p in strays)
             return not strays and len(gunicorns) == len(workers) + 1 and site.get("/healthz").status_code == 200
 
         watch = watch_programs(stack, before, {"gunicorn"}, only_the_new_masters_workers, 60, killed_at)
         fault_record.recovery = watch.recovered_at
+        fault_record.details.append(f"orphaned workers seen after the master's death: {len(strays_seen)}, all gone")
         traffic.run_for(2)
         fault_record.took(traffic.finish())
 
@@ -156,6 +160,7 @@ def test_sigkilled_worker_mid_job_the_job_still_finishes_exactly_once(target, st
             watcher.finished.wait(max(1, 90 - (time.monotonic() - killed_at)))
         fault_record.recovery = time.monotonic() - killed_at if all(w.finished.is_set() for w in watchers) else None
         fault_record.took(traffic.finish())
+    fault_record.details.append(f"{len(jobs)} jobs of {steps} steps; worker back after {watch.recovered_at} s")
 
     states = {job_id: site.get(f"/api/jobs/{job_id}").json() for job_id in jobs}
     assert all(s["state"] == "finished" and s["done"] == s["total"] == steps for s in states.values()), states
@@ -167,6 +172,7 @@ def test_sigkilled_worker_mid_job_the_job_still_finishes_exactly_once(target, st
     assert all(len(lines) == 1 for lines in finished_logs.values()), finished_logs
     resumed = [job_id for job_id in jobs if stack.app_log_lines(f"job id={job_id} claimed (attempt 2)")]
     assert resumed, "no job was taken over after the kill: the kill did not interrupt a job"
+    fault_record.details.append(f"job {resumed[0]} resumed by another run, finished once")
     assert_recovered(watch, PROGRAM_BACK_SECONDS, victim)
     assert_nothing_lost(traffic)
 
@@ -191,6 +197,7 @@ def test_client_offline_for_more_than_a_backlog_page_gets_every_message(target, 
         fault_record.recovery = away.connections[-1].opened - back_at
         fault_record.took(traffic.finish())
 
+    fault_record.details.append(f"backfill of {away.connections[-1].backlog} messages in one reconnect")
     assert away.connections[-1].backlog > BACKLOG_PAGE, [c.backlog for c in away.connections]
     assert_nothing_lost(traffic)
 
@@ -212,6 +219,7 @@ def test_idle_websocket_survives_twice_nginx_default_read_timeout(target, idle_s
     answer = json.loads(socket.recv(timeout=10))
     fault_record.recovery = idle
 
+    fault_record.details.append(f"no frame for {idle:.0f} s, then a frame sent and answered")
     assert idle >= IDLE_SECONDS
     assert answer["type"] == "error", answer  # the job socket answers every frame with an error
 
@@ -242,6 +250,12 @@ def test_sigkilled_daphne_clients_reconnect_and_backfill_while_the_others_see_no
         traffic.run_for(2)
         broken_others = [(c.name, c.connections) for c in others if len(c.connections) != 1]
         fault_record.took(traffic.finish())
+    back = [round(c.connections[1].opened - killed_at, 1) for c in victims if len(c.connections) > 1]
+    single = sum(1 for _, ok, _ in prober.results if not ok)
+    fault_record.details.append(
+        f"{len(victims)} clients of the killed Daphne back after {back} s, {len(others)} others undisturbed; "
+        f"{len(prober.results)} new handshakes, {single} needed their one retry"
+    )
 
     assert victims and others
     assert_recovered(watch, PROGRAM_BACK_SECONDS, victim)
@@ -269,14 +283,20 @@ def test_program_crash_looping_on_start_is_fatal_reported_and_retried_when_the_c
         before = stack.program_states()
         retry_lines = len(stack.app_log_lines(f"{victim} is FATAL; starting it again"))
         with PortBlocker(stack, port) as blocker:
+            started = time.monotonic()
             supervisor.start(victim)
-            states_seen = []
+            states_seen: list[str] = []
+            starts: set[int] = set()
 
             def fatal() -> bool:
-                states_seen.append(stack.program_states().get(victim, ("?", 0))[0])
-                return states_seen[-1] == "FATAL"
+                state, pid, _ = stack.program_states().get(victim, ("?", 0, 0))
+                if not states_seen or states_seen[-1] != state:
+                    states_seen.append(state)
+                starts.add(pid)
+                return state == "FATAL"
 
-            wait_until(fatal, 90, f"{victim} FATAL", 0.5)
+            wait_until(fatal, 90, f"{victim} FATAL", 0.3)
+            fatal_after = time.monotonic() - started
             health = site.get("/healthz")
             blocker.free()
             freed_at = time.monotonic()
@@ -292,6 +312,10 @@ def test_program_crash_looping_on_start_is_fatal_reported_and_retried_when_the_c
         retried = stack.app_log_lines(f"{victim} is FATAL; starting it again")[retry_lines:]
         traffic.run_for(2)
         fault_record.took(traffic.finish())
+    fault_record.details.append(
+        f"{' -> '.join(states_seen)} after {fatal_after:.1f} s ({len(starts - {0})} starts seen); "
+        f"/healthz {health.status_code} {health.json()['checks'].get('programs')!r}"
+    )
 
     assert "BACKOFF" in states_seen, states_seen
     assert health.status_code == 503, health.text
@@ -336,7 +360,14 @@ def test_redis_down_15_s_messages_are_stored_and_clients_reconnect_and_backfill(
         fault_record.took(traffic.finish())
 
     closed = [c.name for c in traffic.clients if not c.disconnects_between(stopped_at, started_at + 60)]
-    failed_broadcasts = [i for i in posted_while_down if stack.app_log_lines(f"broadcast of message id={i} failed")]
+    closes = [c for client in traffic.clients for c in client.disconnects_between(stopped_at, started_at + 60)]
+    codes = sorted({str(c.close_code) for c in closes})
+    logged = stack.app_log_lines("broadcast of message id=")
+    failed_broadcasts = [i for i in posted_while_down if any(f"id={i} failed" in line for line in logged)]
+    fault_record.details.append(
+        f"{len(posted_while_down)} posts answered 201 while Redis was down, {len(failed_broadcasts)} failed "
+        f"broadcasts logged; sockets closed with {codes}; /healthz {health_samples[0] if health_samples else '-'}"
+    )
     assert health_samples and all(s == (503, ["channel_layer"]) for s in health_samples), health_samples
     assert posted_while_down, "no post was answered 201 while Redis was down"
     assert traffic.poster.refused == [], f"posts not answered 201: {traffic.poster.refused[:10]}"
@@ -375,6 +406,8 @@ def test_nginx_reload_keeps_open_sockets_and_leaves_no_old_workers(target, stack
         fault_record.recovery = gone_at - reloaded_at
         traffic.run_for(3)
         fault_record.took(traffic.finish())
+    kept = [round((c.connections[0].closed or gone_at) - reloaded_at, 1) for c in traffic.clients if c.connections]
+    fault_record.details.append(f"old workers {sorted(old_workers)} gone; open sockets kept for {kept} s after it")
 
     kept_until = min(gone_at, reloaded_at + NGINX_WORKER_SHUTDOWN_TIMEOUT) - 2
     cut_early = [c.name for c in traffic.clients if c.disconnects_between(reloaded_at, kept_until)]
@@ -406,7 +439,9 @@ def test_sigkilled_supervisord_is_restarted_with_every_program_and_nothing_lost(
         fault_record.took(traffic.finish())
 
     leftovers = [p for p in app_processes(stack.app_host()) if (p.pid, p.start) in old_processes]
-    assert stack.supervisord_restarts() > restarts
+    restarts_after = stack.supervisord_restarts()
+    fault_record.details.append(f"restart count {restarts} -> {restarts_after}")
+    assert restarts_after > restarts
     assert stack.supervisord_pid() != supervisord
     assert_recovered(watch, 90, "every program")
     assert not leftovers, f"processes of the killed supervisord still running: {leftovers}"
@@ -419,7 +454,7 @@ def test_sigkilled_supervisord_is_restarted_with_every_program_and_nothing_lost(
 def test_reboot_brings_everything_back_by_itself(target, stack, fault_record):
     """Tests that after a reboot of the test host / `compose restart` every program runs, healthy, nothing lost."""
     fault_record.fault = "10 reboot / compose restart"
-    fault_record.recovered_when = "restart command returned -> all RUNNING, healthy"
+    fault_record.recovered_when = "restart command -> all RUNNING, healthy"
     with Traffic(target) as traffic:
         before = stack.program_states()
         traffic.run_for(2)
@@ -430,6 +465,7 @@ def test_reboot_brings_everything_back_by_itself(target, stack, fault_record):
         fault_record.recovery = None if watch.recovered_at is None else watch.recovered_at + rebooted_at - started
         traffic.run_for(2)
         fault_record.took(traffic.finish())
+    fault_record.details.append(f"the restart command itself took {rebooted_at - started:.1f} s")
 
     assert_recovered(watch, 150, "every program")
     assert_nothing_lost(traffic)
@@ -451,7 +487,7 @@ def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(t
     if method not in stack.stop_methods:
         pytest.skip(f"{target.name} is not stopped with {method}")
     fault_record.fault = f"11 stop ({method})"
-    fault_record.recovered_when = "started again -> all RUNNING, healthy"
+    fault_record.recovered_when = "start command -> all RUNNING, healthy"
     site = stack.site()
     answer: dict = {}
     with Traffic(target) as traffic:
@@ -461,7 +497,14 @@ def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(t
 
             def post_in_flight() -> None:
                 try:
-                    answer["response"] = stack.site().post_json("/api/messages", {"text": f"in flight {traffic.tag}"})
+                    # A client that waits longer than the request is held up (Site's timeout is 10 s).
+                    answer["response"] = site.http.post(
+                        site.url("/api/messages"),
+                        json={"text": f"in flight {traffic.tag}"},
+                        headers=site.csrf_headers(),
+                        timeout=IN_FLIGHT_SECONDS + 30,
+                    )
+                    answer["at"] = time.monotonic()
                 except Exception as exc:  # noqa: BLE001 (reported by the assert below)
                     answer["error"] = repr(exc)
 
@@ -474,17 +517,23 @@ def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(t
             stopped_at = time.monotonic()
             poster.join(30)
         leftovers = stack.leftovers(method)
+        start_began = time.monotonic()
         stack.start_stack(method)
-        watch = watch_programs(stack, before, set(target.programs), stack.site().healthy, 180, stopped_at)
+        watch = watch_programs(stack, before, set(target.programs), stack.site().healthy, 180, start_began)
         fault_record.recovery = watch.recovered_at
         traffic.run_for(2)
         fault_record.took(traffic.finish())
+    stop_took = stopped_at - stop_started
+    answered = f"{answer['at'] - stop_started:.1f} s" if "at" in answer else f"never ({answer.get('error')})"
+    fault_record.details.append(
+        f"stop took {stop_took:.1f} s; the request in flight (held {IN_FLIGHT_SECONDS} s by a write lock) was "
+        f"answered {getattr(answer.get('response'), 'status_code', '-')} {answered} after the stop began"
+    )
 
     response = answer.get("response")
     assert in_flight, "the request was not in flight when the stop began"
     assert response is not None and response.status_code == 201, answer
     assert response.json()["id"] in database_ids(site, response.json()["id"] - 1)
-    stop_took = stopped_at - stop_started
     assert lock.release_at - stop_started - 1 <= stop_took <= GUNICORN_GRACEFUL_TIMEOUT + 15, stop_took
     assert not leftovers, f"left behind after {method}: {leftovers}"
     assert watch.recovered_at is not None, watch.summary()

@@ -134,7 +134,7 @@ class BoardClient(threading.Thread):
                 continue
             try:
                 socket = board_socket(self.target, self.last_id)
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
+            except Exception as exc:  # noqa: BLE001 (any failed handshake: retried, like the browser)
                 self.failed_handshakes.append((time.monotonic(), repr(exc)[:200]))
                 ceiling = min(BACKOFF_CAP, BACKOFF_START * 2**attempt)
                 self._stop_event.wait(ceiling / 2 + random.random() * ceiling / 2)  # noqa: S311 (jitter)
@@ -165,10 +165,11 @@ class BoardClient(threading.Thread):
                     connection = Connection(time.monotonic(), port, backlog)
                     self.connections.append(connection)
                     self.ready.set()
-        except ConnectionClosed as closed:
+        except (ConnectionClosed, OSError) as closed:
             if connection is not None:
                 connection.closed = time.monotonic()
-                connection.close_code = closed.rcvd.code if closed.rcvd else None
+                received = getattr(closed, "rcvd", None)
+                connection.close_code = received.code if received else None
             else:
                 self.failed_handshakes.append((time.monotonic(), f"closed before ready: {closed!r}"[:200]))
         else:

@@ -58,9 +58,10 @@ def supervisor(target, app_host):
     """supervisorctl on the target; after the test every program is RUNNING and the site healthy again."""
     supervisor = Supervisor(target, app_host)
     yield supervisor
-    for name in target.programs:
-        if supervisor.status().get(name) is None or supervisor.status()[name].state != "RUNNING":
-            supervisor.start(name)
+    status = supervisor.status()
+    stopped = [name for name in target.programs if name not in status or status[name].state != "RUNNING"]
+    if stopped:
+        supervisor.start(*stopped)
     wait_until(supervisor.all_running, RECOVERY_SECONDS, "every program RUNNING after the test")
     wait_until(Site(target).healthy, RECOVERY_SECONDS, "site healthy through Nginx after the test")
 

@@ -160,9 +160,9 @@ class Supervisor:
         result = self.ctl("stop", name)
         assert result.rc == 0, f"supervisorctl stop {name}: {result.stdout} {result.stderr}"
 
-    def start(self, name: str) -> None:
-        # "already started" exits non-zero on some versions; the state is checked by the caller.
-        self.ctl("start", name)
+    def start(self, *names: str) -> None:
+        # "already started" exits non-zero; callers check the state they need afterwards.
+        self.ctl("start", *names)
 
     def all_running(self) -> bool:
         status = self.status()

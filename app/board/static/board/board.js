@@ -31,7 +31,8 @@
     item.dataset.id = message.id;
     const time = document.createElement("time");
     time.dateTime = message.created;
-    time.textContent = new Date(message.created).toLocaleTimeString();
+    // HH:MM:SS in UTC, as the server renders the first page (TIME_ZONE = "UTC").
+    time.textContent = new Date(message.created).toISOString().slice(11, 19);
     const text = document.createElement("span");
     text.className = "text";
     text.textContent = message.text;

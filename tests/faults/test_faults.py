@@ -14,7 +14,8 @@ import threading
 import time
 
 import pytest
-from e2e.stack import Site, http_ok_on_host, wait_until
+from e2e.stack import Site, TimedOut, http_ok_on_host, wait_until
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from .stacks import DatabaseLock, PortBlocker, Stack, app_processes
@@ -37,6 +38,23 @@ BACKLOG_PAGE = 200
 # A request in flight while the stack stops: longer than `docker stop`'s default 10 s, shorter
 # than Gunicorn's graceful timeout.
 IN_FLIGHT_SECONDS = 15
+# Known failures, reported to the lead (see tests/faults/README.md); strict where the failure is certain.
+IDLE_SOCKETS_CLOSED = (
+    "app/config/settings.py: CHANNEL_LAYERS socket_timeout 5 equals channels_redis' BZPOPMIN timeout (5 s), so an "
+    "idle receive times out ('Timeout reading from ...:6379') and the consumer closes the socket with 4503 after "
+    "~5 s without frames; proposed: socket_timeout 10 (or none; keep socket_connect_timeout)"
+)
+SLOW_CRASH_LOOPS_NEVER_FATAL = (
+    "deploy/defaults.yml supervisor_startsecs 3: a Daphne that cannot bind its port dies 3-4 s after spawn on a "
+    "loaded 2-core host, longer than startsecs, so supervisor counts it as started, resets its backoff and restarts "
+    "it every ~4 s for ever: never FATAL, /healthz stays 200, fatal-retry never runs; it depends on load, so not "
+    "strict; proposed: supervisor_startsecs 10"
+)
+MAKE_DOWN_CUTS_REQUESTS = (
+    "docker-compose.yml gives the nginx service no stop_grace_period: `down` SIGKILLs Nginx 10 s after its "
+    "graceful SIGQUIT, cutting requests still in flight (Gunicorn would give them 20 s); proposed: "
+    "stop_grace_period: 35s on nginx (above worker_shutdown_timeout 30s)"
+)
 
 
 def kill(stack: Stack, pid: int, signal: str = "KILL") -> None:
@@ -205,6 +223,7 @@ def test_client_offline_for_more_than_a_backlog_page_gets_every_message(target, 
 # --- 8: idle WebSocket -----------------------------------------------------------------------------
 
 
+@pytest.mark.xfail(strict=True, reason=IDLE_SOCKETS_CLOSED)
 def test_idle_websocket_survives_twice_nginx_default_read_timeout(target, idle_socket, fault_record):
     """Tests that a WebSocket with no traffic for over 120 s (2 x Nginx's default timeout) is still open both ways."""
     fault_record.fault = "8 idle WebSocket, 2 x 60 s"
@@ -212,8 +231,15 @@ def test_idle_websocket_survives_twice_nginx_default_read_timeout(target, idle_s
     socket, opened = idle_socket
     remaining = IDLE_SECONDS - (time.monotonic() - opened)
     if remaining > 0:
-        with pytest.raises(TimeoutError):
-            socket.recv(timeout=remaining)  # nothing arrives, and the socket is not closed
+        try:
+            frame = socket.recv(timeout=remaining)
+        except TimeoutError:
+            pass  # nothing arrived, and the socket was not closed: as it should be
+        except ConnectionClosed as closed:
+            fault_record.details.append(f"closed after {time.monotonic() - opened:.0f} s idle: {closed}")
+            raise
+        else:
+            pytest.fail(f"a frame arrived on a socket that has nothing to say: {frame}")
     idle = time.monotonic() - opened
     socket.send(json.dumps({"type": "hello"}))
     answer = json.loads(socket.recv(timeout=10))
@@ -268,6 +294,7 @@ def test_sigkilled_daphne_clients_reconnect_and_backfill_while_the_others_see_no
 # --- 5: a program that crash-loops on start -------------------------------------------------------
 
 
+@pytest.mark.xfail(strict=False, reason=SLOW_CRASH_LOOPS_NEVER_FATAL)
 def test_program_crash_looping_on_start_is_fatal_reported_and_retried_when_the_cause_is_gone(
     target, stack, fault_record
 ):
@@ -295,7 +322,12 @@ def test_program_crash_looping_on_start_is_fatal_reported_and_retried_when_the_c
                 starts.add(pid)
                 return state == "FATAL"
 
-            wait_until(fatal, 90, f"{victim} FATAL", 0.3)
+            try:
+                wait_until(fatal, 60, f"{victim} FATAL", 0.3)
+            except TimedOut:
+                seen = " -> ".join(states_seen)
+                fault_record.details.append(f"never FATAL in 60 s: {seen}, {len(starts - {0})} starts")
+                raise
             fatal_after = time.monotonic() - started
             health = site.get("/healthz")
             blocker.free()
@@ -482,10 +514,14 @@ def test_reboot_brings_everything_back_by_itself(target, stack, fault_record):
         pytest.param("make down", id="make-down"),
     ],
 )
-def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(target, stack, method, fault_record):
+def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(
+    request, target, stack, method, fault_record
+):
     """Tests that stopping the stack lets a request in flight finish (201) and leaves no process behind."""
     if method not in stack.stop_methods:
         pytest.skip(f"{target.name} is not stopped with {method}")
+    if method == "make down":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=MAKE_DOWN_CUTS_REQUESTS))
     fault_record.fault = f"11 stop ({method})"
     fault_record.recovered_when = "start command -> all RUNNING, healthy"
     site = stack.site()
@@ -519,7 +555,7 @@ def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(t
         leftovers = stack.leftovers(method)
         start_began = time.monotonic()
         stack.start_stack(method)
-        watch = watch_programs(stack, before, set(target.programs), stack.site().healthy, 180, start_began)
+        watch = watch_programs(stack, before, set(target.programs), site.healthy, 180, start_began)
         fault_record.recovery = watch.recovered_at
         traffic.run_for(2)
         fault_record.took(traffic.finish())

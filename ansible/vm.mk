@@ -4,18 +4,19 @@
 VM_CONTAINER ?= channels-stack-vm
 VM_IMAGE ?= channels-stack-test-host
 VM_HTTP_PORT ?= 8081
-VM_PYTHON ?= .venv/bin/python
-VM_BIN := $(dir $(VM_PYTHON))
+VM_VENV := $(or $(VENV),.venv)
+# Deploy app/ and requirements.txt from this directory instead of the checkout (tests/vm/run.sh
+# sets it to a snapshot, so edits made while the tier runs cannot make a "new release" mid-test).
+VM_APP_SOURCE ?=
 # The CA bundle the test host trusts (the control machine's, so pip works behind an intercepting proxy).
 EXTRA_CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
-VM_ENV := ANSIBLE_CONFIG=ansible/ansible.cfg VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) \
-	EXTRA_CA_CERTS=$(EXTRA_CA_CERTS)
-VM_PLAYBOOK := $(VM_ENV) $(VM_BIN)ansible-playbook -i ansible/inventories/local-vm ansible/site.yml
-VM_PYTEST := $(VM_ENV) $(VM_PYTHON) -m pytest -p no:django -p no:cacheprovider
+VM_ENV := PATH="$(abspath $(VM_VENV))/bin:$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg \
+	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) EXTRA_CA_CERTS=$(EXTRA_CA_CERTS)
+VM_PYTEST := $(VM_VENV)/bin/python -m pytest -p no:django -p no:cacheprovider
 
-.PHONY: vm vm-host vm-destroy test-vm lint-ansible
+.PHONY: vm vm-host vm-converge vm-destroy test-vm lint-ansible
 
-vm-host: ## Start the local systemd test host (no playbook run)
+vm-host: $(VENV_STAMP)
 	@bash docker/engine.sh
 	@bash docker/base-image.sh
 	docker build --quiet --tag $(VM_IMAGE) docker/test-host >/dev/null
@@ -33,27 +34,24 @@ vm-host: ## Start the local systemd test host (no playbook run)
 	  sleep 1; \
 	done; \
 	[ "$$state" = running ] || [ "$$state" = degraded ] || { echo "test host did not boot: $$state" >&2; exit 1; }
-	@echo "test host $(VM_CONTAINER) is up; Nginx will answer on http://127.0.0.1:$(VM_HTTP_PORT)/"
 
-vm: vm-host ## Create the local test host and run the playbook against it
-	@start=$$(date +%s); \
-	$(VM_PLAYBOOK) && echo "playbook run took $$(( $$(date +%s) - start )) s"
+vm-converge: $(VENV_STAMP)
+	$(VM_ENV) ansible-playbook -i ansible/inventories/local-vm ansible/site.yml \
+	  $(if $(VM_APP_SOURCE),--extra-vars app_source_dir=$(abspath $(VM_APP_SOURCE)))
+
+vm: vm-host vm-converge ## Create the local test host (systemd container) and run the playbook on it
+	@echo "test host $(VM_CONTAINER) provisioned: http://127.0.0.1:$(VM_HTTP_PORT)/"
 
 vm-destroy: ## Remove the local test host
 	docker rm --force --volumes $(VM_CONTAINER) >/dev/null 2>&1 || true
 
-test-vm: ## VM tier: fresh test host, playbook, idempotence, testinfra and e2e tests, then destroy it
-	@status=0; \
-	$(MAKE) --no-print-directory vm-destroy; \
-	{ $(MAKE) --no-print-directory vm \
-	  && $(VM_PYTEST) tests/vm \
-	  && $(VM_PYTEST) tests/e2e --target vm; } || status=$$?; \
-	$(MAKE) --no-print-directory vm-destroy; \
-	exit $$status
+test-vm: $(VENV_STAMP) ## VM tier: fresh test host, playbook twice, testinfra, e2e suite; host removed after
+	@$(VM_ENV) bash tests/vm/run.sh $(MAKE) --no-print-directory -- $(VM_PYTEST)
 
-lint-ansible: ## Lint the playbook, the test host image and the VM tests
-	cd ansible && ../$(VM_BIN)ansible-lint --profile production
-	$(VM_BIN)yamllint --strict ansible
-	$(VM_BIN)hadolint docker/test-host/Dockerfile
-	$(VM_BIN)ruff check tests/vm
-	$(VM_BIN)ruff format --check tests/vm
+lint-ansible: $(VENV_STAMP) ## Lint the playbook (ansible-lint production, yamllint), test host image, VM tests
+	cd ansible && $(VM_ENV) ansible-lint --profile production
+	$(VM_ENV) yamllint --strict ansible
+	$(VM_ENV) hadolint docker/test-host/Dockerfile
+	shellcheck tests/vm/run.sh
+	$(VM_ENV) ruff check tests/vm
+	$(VM_ENV) ruff format --check tests/vm

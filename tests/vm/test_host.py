@@ -1,0 +1,166 @@
+"""The provisioned test host seen from inside with testinfra: services, supervisor programs,
+listening sockets, Redis' access control, file modes of the secrets and the systemd unit's sandbox."""
+
+import pytest
+import requests
+import yaml
+
+from .vmhost import BASE_URL, DEPLOY, PROGRAMS, SUPERVISORCTL_PATH, SUPERVISORD_CONF, UNIT
+
+APP_USER = DEPLOY["app_user"]
+SECRETS_FILE = f"{DEPLOY['app_config_dir']}/secrets.yml"
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def journal(host, unit: str) -> str:
+    return host.run(f"journalctl --unit {unit} --no-pager --lines 40").stdout
+
+
+def listening_addresses(host, port: int) -> set[str]:
+    """Addresses with a TCP socket listening on port (`ss`)."""
+    return {
+        address.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+        for address in host.socket.get_listening_sockets()
+        if address.startswith("tcp://") and address.endswith(f":{port}")
+    }
+
+
+@pytest.mark.parametrize("name", ["nginx", "redis-server", UNIT])
+def test_service_is_running_and_enabled(host, name):
+    """Tests that Nginx, Redis and the app's service run now and start at boot."""
+    service = host.service(name)
+    assert service.is_running, journal(host, name)
+    assert service.is_enabled
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_program_is_running_as_the_app_user(host, program):
+    """Tests that each supervisor program is RUNNING in a process owned by the app user."""
+    status = host.supervisor(program, SUPERVISORCTL_PATH, SUPERVISORD_CONF)
+    assert status.is_running, f"{program}: {status.status}\n{journal(host, UNIT)}"
+    assert host.process.get(pid=status.pid).user == APP_USER
+
+
+def test_supervisord_runs_as_the_app_user_under_systemd(host):
+    """Tests that supervisord is the unit's main process, a child of systemd, not running as root."""
+    main_pid = int(host.service(UNIT).systemd_properties["MainPID"])
+    supervisord = host.process.get(pid=main_pid)
+    assert (supervisord.comm, supervisord.user, supervisord.ppid) == ("supervisord", APP_USER, 1)
+
+
+@pytest.mark.parametrize("program", ["gunicorn", "daphne:daphne-8100"])
+def test_programs_run_without_new_privileges(host, program):
+    """Tests that the unit's NoNewPrivileges reaches the programs (the kernel's no_new_privs flag)."""
+    pid = host.supervisor(program, SUPERVISORCTL_PATH, SUPERVISORD_CONF).pid
+    assert "NoNewPrivs:\t1" in host.file(f"/proc/{pid}/status").content_string
+
+
+def test_nginx_listens_on_port_80(host):
+    """Tests that Nginx listens on port 80 of every address (the container's port published on loopback)."""
+    assert host.socket("tcp://0.0.0.0:80").is_listening
+
+
+@pytest.mark.parametrize(
+    "port",
+    [DEPLOY["gunicorn_port"], *(DEPLOY["daphne_base_port"] + n for n in range(DEPLOY["daphne_processes"]))],
+)
+def test_app_server_listens_on_loopback_only(host, port):
+    """Tests that Gunicorn and each Daphne process are reachable only from the host itself (via Nginx)."""
+    assert listening_addresses(host, port) == {"127.0.0.1"}
+
+
+def test_redis_listens_on_loopback_only(host):
+    """Tests that Redis listens on loopback addresses and on nothing else."""
+    addresses = listening_addresses(host, 6379)
+    assert addresses and addresses <= LOOPBACK, addresses
+
+
+def test_redis_refuses_commands_without_the_password(host):
+    """Tests that Redis answers NOAUTH to a client without the password."""
+    result = host.run("redis-cli -h 127.0.0.1 set probe 1")
+    assert "NOAUTH" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("protected-mode", "yes"), ("maxmemory-policy", "noeviction")])
+def test_redis_runs_with_the_required_setting(host, setting, expected):
+    """Tests Redis' protected mode and eviction policy, asked with the generated password."""
+    password = yaml.safe_load(host.file(SECRETS_FILE).content_string)["redis_password"]
+    result = host.run(f"REDISCLI_AUTH={password} redis-cli -h 127.0.0.1 --raw config get {setting}")
+    assert result.stdout.split() == [setting, expected], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "owner", "group", "mode"),
+    [
+        (DEPLOY["app_env_file"], "root", "root", 0o600),
+        (SECRETS_FILE, "root", "root", 0o600),
+        ("/etc/redis/channels-stack.conf", "root", "redis", 0o640),
+        (f"{DEPLOY['app_config_dir']}/supervisord.conf", "root", DEPLOY["app_group"], 0o640),
+        (DEPLOY["app_data_dir"], APP_USER, DEPLOY["app_group"], 0o750),
+    ],
+)
+def test_sensitive_file_has_owner_and_mode(host, path, owner, group, mode):
+    """Tests that the files holding secrets (and the data) are readable only by those who need them."""
+    file = host.file(path)
+    assert (file.user, file.group, oct(file.mode)) == (owner, group, oct(mode))
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DJANGO_ALLOWED_HOSTS", "DJANGO_HTTPS", "APP_DATA_DIR", "REDIS_URL"],
+)
+def test_environment_file_sets_the_app_setting(host, key):
+    """Tests that the environment file systemd hands to supervisord sets each setting the app reads."""
+    values = dict(
+        line.split("=", 1) for line in host.file(DEPLOY["app_env_file"]).content_string.splitlines() if "=" in line
+    )
+    assert values.get(key), f"{key} missing or empty"
+
+
+def test_app_user_cannot_change_the_code(host):
+    """Tests that the release the programs run is read-only for the app user."""
+    code = f"{DEPLOY['app_code_dir']}/manage.py"
+    assert host.file(code).exists
+    assert host.run(f"sudo -u {APP_USER} test -w {code}").rc == 1
+
+
+@pytest.mark.parametrize(
+    ("prop", "expected"),
+    [
+        ("Restart", "always"),
+        ("User", APP_USER),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("KillMode", "mixed"),
+        ("UnitFileState", "enabled"),
+        ("EnvironmentFiles", f"{DEPLOY['app_env_file']} (ignore_errors=no)"),
+    ],
+)
+def test_unit_has_systemd_property(host, prop, expected):
+    """Tests the restart policy, the user and the sandbox of the app's systemd unit, as systemd loaded it."""
+    assert host.service(UNIT).systemd_properties[prop] == expected
+
+
+def test_unit_starts_after_redis_and_the_network(host):
+    """Tests that the app starts only after Redis and the network are up (boot order)."""
+    after = host.service(UNIT).systemd_properties["After"].split()
+    assert {"redis-server.service", "network-online.target"} <= set(after)
+
+
+def test_site_is_served_through_nginx_on_the_published_port():
+    """Tests that the board page and both health probes answer through Nginx on 127.0.0.1:VM_HTTP_PORT."""
+    page = requests.get(BASE_URL + "/", timeout=10)
+    probes = [requests.get(BASE_URL + path, timeout=10).json() for path in ("/healthz", "/ws/healthz")]
+    assert page.status_code == 200 and "csrftoken" in page.cookies
+    assert [(p["status"], p["interface"]) for p in probes] == [("ok", "wsgi"), ("ok", "asgi")]
+
+
+def test_static_files_are_served_by_nginx(host):
+    """Tests that a collected static file is served by Nginx itself, with a cache lifetime."""
+    manifest = host.file(f"{DEPLOY['app_static_root']}/staticfiles.json").content_string
+    css = yaml.safe_load(manifest)["paths"]["board/board.css"]
+    response = requests.get(f"{BASE_URL}/static/{css}", timeout=10)
+    assert response.status_code == 200 and "max-age=3600" in response.headers.get("Cache-Control", "")

@@ -40,12 +40,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Runs a step and records its wall time, also when it fails.
 step() {
-  local name=$1 started
+  local name=$1 started status=0
   shift
   started=$(date +%s)
-  "$@"
-  echo "test-vm: $name took $(($(date +%s) - started)) s" | tee -a "$timings"
+  "$@" || status=$?
+  echo "test-vm: $name took $(($(date +%s) - started)) s$([ "$status" -eq 0 ] || echo " (failed: $status)")" \
+    | tee -a "$timings"
+  return "$status"
 }
 
 # The app version under test: the checkout as it is now, whatever is edited while the tier runs.

@@ -10,7 +10,8 @@ VM_VENV := $(or $(VENV),.venv)
 VM_APP_SOURCE ?=
 # The CA bundle the test host trusts (the control machine's, so pip works behind an intercepting proxy).
 EXTRA_CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
-VM_ENV := PATH="$(abspath $(VM_VENV))/bin:$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg \
+VM_PATH := PATH="$(abspath $(VM_VENV))/bin:$$PATH"
+VM_ENV := $(VM_PATH) ANSIBLE_CONFIG=$(abspath ansible/ansible.cfg) \
 	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) EXTRA_CA_CERTS=$(EXTRA_CA_CERTS)
 VM_PYTEST := $(VM_VENV)/bin/python -m pytest -p no:django -p no:cacheprovider
 
@@ -49,9 +50,9 @@ test-vm: $(VENV_STAMP) ## VM tier: fresh test host, playbook twice, testinfra, e
 	@$(VM_ENV) bash tests/vm/run.sh $(MAKE) --no-print-directory -- $(VM_PYTEST)
 
 lint-ansible: $(VENV_STAMP) ## Lint the playbook (ansible-lint production, yamllint), test host image, VM tests
-	cd ansible && $(VM_ENV) ansible-lint --profile production
-	$(VM_ENV) yamllint --strict ansible
-	$(VM_ENV) hadolint docker/test-host/Dockerfile
+	cd ansible && $(VM_PATH) ansible-lint --profile production
+	$(VM_PATH) yamllint --strict ansible
+	$(VM_PATH) hadolint docker/test-host/Dockerfile
 	shellcheck tests/vm/run.sh
-	$(VM_ENV) ruff check tests/vm
-	$(VM_ENV) ruff format --check tests/vm
+	$(VM_PATH) ruff check tests/vm
+	$(VM_PATH) ruff format --check tests/vm

@@ -4,10 +4,12 @@ of the host brings the whole stack back. The reboot test comes last: it restarts
 import subprocess
 import time
 
-from .vmhost import UNIT, VM_CONTAINER, program_pids, site_healthy, wait_until
+from .vmhost import UNIT, VM_CONTAINER, pid_samples, program_pids, site_healthy, wait_until
 
 # systemd restarts supervisord RestartSec (2 s) after it died; its programs need startsecs (3 s).
 SUPERVISORD_RECOVERY_SECONDS = 30
+# After recovery the PIDs must stay the same this long: a crash loop would change them.
+STABLE_SECONDS = 5
 BOOT_SECONDS = 120
 
 
@@ -31,9 +33,12 @@ def test_sigkilled_supervisord_is_restarted_by_systemd_with_every_program(host):
     wait_until(site_healthy, SUPERVISORD_RECOVERY_SECONDS, "site healthy through Nginx")
     print(f"supervisord killed: stack back in {time.monotonic() - start:.1f} s")
 
+    samples = pid_samples(host, STABLE_SECONDS)
+
     assert unit_state(host)[1] not in (0, main_pid)
     assert sorted(after) == sorted(before)
     assert [name for name in before if after[name] == before[name]] == [], "program PIDs unchanged"
+    assert samples == [after] * len(samples), f"not stable after recovery: {after} then {samples}"
 
 
 def test_reboot_brings_the_stack_back_without_ansible(host):
@@ -43,9 +48,11 @@ def test_reboot_brings_the_stack_back_without_ansible(host):
     subprocess.run(["docker", "restart", "--time", "60", VM_CONTAINER], check=True, capture_output=True, timeout=180)
 
     wait_until(site_healthy, BOOT_SECONDS, "site healthy through Nginx after the reboot")
-    wait_until(lambda: program_pids(host), BOOT_SECONDS, "every program RUNNING")
+    after = wait_until(lambda: program_pids(host), BOOT_SECONDS, "every program RUNNING")
     print(f"reboot: site healthy {time.monotonic() - start:.1f} s after `docker restart` began")
 
     # PIDs start over in a rebooted container, so PID 1's age is what shows the reboot happened.
     assert int(host.run("ps -o etimes= -p 1").stdout) <= time.monotonic() - start
     assert [name for name in ("redis-server", "nginx", UNIT) if not host.service(name).is_running] == []
+    samples = pid_samples(host, STABLE_SECONDS)
+    assert samples == [after] * len(samples), f"not stable after the reboot: {after} then {samples}"

@@ -65,6 +65,16 @@ def program_pids(host) -> dict[str, int]:
     return status if status and all(status.values()) and set(PROGRAMS) <= set(status) else {}
 
 
+def pid_samples(host, seconds: float, interval: float = 1.0) -> list[dict[str, int]]:
+    """program_pids sampled every interval for seconds: a crash loop shows as changing PIDs or {}."""
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        samples.append(program_pids(host))
+        time.sleep(interval)
+    return samples
+
+
 def site_healthy() -> bool:
     """True when Nginx on the published port answers both health probes (Gunicorn and Daphne)."""
     return all(

@@ -115,8 +115,10 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            # Fail fast when Redis is unreachable rather than hang a request or a consumer.
-            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 5}],
+            # Fail fast when Redis is unreachable rather than hang a request or a consumer. The read
+            # timeout must stay well above channels-redis' 5 s blocking receive (BZPOPMIN), or every
+            # idle socket would see a timeout and be closed.
+            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 15}],
             "prefix": "channels-stack",
         },
     },

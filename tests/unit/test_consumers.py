@@ -179,3 +179,14 @@ async def test_two_board_clients_each_receive_a_post_once():
         assert (await ws.receive_json_from(timeout=5))["text"] == "for both"
         assert await ws.receive_nothing(timeout=0.3)
     await asyncio.gather(*(ws.disconnect() for ws in clients))
+
+
+async def test_an_idle_board_socket_outlives_the_channel_layers_blocking_receive():
+    """Tests that a socket with no traffic for longer than channels-redis' 5 s receive stays open and live."""
+    ws = communicator("/ws/board/?after=0")
+    await ws.connect()
+    await receive_until_ready(ws)
+    assert await ws.receive_nothing(timeout=7, interval=0.5)
+    await ws.send_json_to({"type": "post", "text": "after a quiet spell"})
+    assert (await ws.receive_json_from(timeout=5))["text"] == "after a quiet spell"
+    await ws.disconnect()

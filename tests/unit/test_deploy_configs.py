@@ -153,7 +153,7 @@ def test_every_supervised_program_restarts_stops_as_a_group_and_runs_as_the_app_
             assert program.stopasgroup and program.killasgroup, program.name
             assert program.uid == os.getuid(), program.name
             if group.name != "fatal-retry":
-                assert program.startsecs == 3 and program.startretries == 5, program.name
+                assert program.startsecs == 5 and program.startretries == 5, program.name
     gunicorn = next(g for g in options.process_group_configs if g.name == "gunicorn").process_configs[0]
     assert gunicorn.stopwaitsecs == 30  # above gunicorn_graceful_timeout (20)
 

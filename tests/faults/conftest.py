@@ -64,9 +64,16 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def sort_key(record: FaultRecord) -> tuple:
+    """Rows in the issue's order (the number the fault name starts with), both targets together."""
+    number, _, name = record.fault.partition(" ")
+    return (int(number) if number.isdigit() else 99, name, record.target)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     # A skipped test (a fault a target does not have) measured nothing.
     records = [record for record in config.stash.get(RECORDS, []) if record.outcome != "skipped"]
+    records.sort(key=sort_key)
     if not records:
         return
     terminalreporter.section("faults: what survives what")

@@ -39,18 +39,7 @@ BACKLOG_PAGE = 200
 # A request in flight while the stack stops: longer than `docker stop`'s default 10 s, shorter
 # than Gunicorn's graceful timeout.
 IN_FLIGHT_SECONDS = 15
-# Known failures, reported to the lead (see tests/faults/README.md); strict where the failure is certain.
-IDLE_SOCKETS_CLOSED = (
-    "app/config/settings.py: CHANNEL_LAYERS socket_timeout 5 equals channels_redis' BZPOPMIN timeout (5 s), so an "
-    "idle receive times out ('Timeout reading from ...:6379') and the consumer closes the socket with 4503 after "
-    "~5 s without frames; proposed: socket_timeout 10 (or none; keep socket_connect_timeout)"
-)
-SLOW_CRASH_LOOPS_NEVER_FATAL = (
-    "deploy/defaults.yml supervisor_startsecs 3: a Daphne that cannot bind its port dies 3-4 s after spawn on a "
-    "loaded 2-core host, longer than startsecs, so supervisor counts it as started, resets its backoff and restarts "
-    "it every ~4 s for ever: never FATAL, /healthz stays 200, fatal-retry never runs; it depends on load, so not "
-    "strict; proposed: supervisor_startsecs 10"
-)
+# A known failure, reported to the lead (tests/faults/README.md).
 MAKE_DOWN_CUTS_REQUESTS = (
     "docker-compose.yml gives the nginx service no stop_grace_period: `down` SIGKILLs Nginx 10 s after its "
     "graceful SIGQUIT, cutting requests still in flight (Gunicorn would give them 20 s); proposed: "
@@ -224,7 +213,6 @@ def test_client_offline_for_more_than_a_backlog_page_gets_every_message(target, 
 # --- 8: idle WebSocket -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=IDLE_SOCKETS_CLOSED)
 def test_idle_websocket_survives_twice_nginx_default_read_timeout(target, idle_socket, fault_record):
     """Tests that a WebSocket with no traffic for over 120 s (2 x Nginx's default timeout) is still open both ways."""
     fault_record.fault = "8 idle WebSocket, 2 x 60 s"
@@ -295,7 +283,6 @@ def test_sigkilled_daphne_clients_reconnect_and_backfill_while_the_others_see_no
 # --- 5: a program that crash-loops on start -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=SLOW_CRASH_LOOPS_NEVER_FATAL)
 def test_program_crash_looping_on_start_is_fatal_reported_and_retried_when_the_cause_is_gone(
     target, stack, fault_record
 ):
@@ -367,6 +354,7 @@ def test_redis_down_15_s_messages_are_stored_and_clients_reconnect_and_backfill(
     with Traffic(target) as traffic:
         before = stack.program_states()
         traffic.run_for(2)
+        stopping_at = time.monotonic()
         stack.stop_redis()
         stopped_at = time.monotonic()
         accepted_before = len(traffic.poster.accepted)
@@ -387,7 +375,7 @@ def test_redis_down_15_s_messages_are_stored_and_clients_reconnect_and_backfill(
         watch = watch_programs(stack, before, set(), healthy_and_clients_back, 60, started_at)
         fault_record.recovery = watch.recovered_at
         # Closed by the server (not by the client itself) between the outage and their return.
-        closes = {c.name: c.disconnects_between(stopped_at, time.monotonic()) for c in traffic.clients}
+        closes = {c.name: c.disconnects_between(stopping_at, time.monotonic()) for c in traffic.clients}
         traffic.run_for(2)
         fault_record.took(traffic.finish())
 

@@ -26,6 +26,14 @@ def make_messages(count: int) -> list[int]:
     return [Message.objects.create(text=f"m{n}").id for n in range(count)]
 
 
+async def is_refused(ws: WebsocketCommunicator) -> bool:
+    """Connect; True if the handshake was refused. Always ends the connection, as Daphne would."""
+    connected, _ = await ws.connect()
+    # The refusing consumer listens on the channel layer until it hears the disconnect.
+    await ws.disconnect()
+    return not connected
+
+
 async def receive_until_ready(ws) -> list[dict]:
     frames = []
     while True:
@@ -42,9 +50,7 @@ async def receive_until_ready(ws) -> list[dict]:
 )
 async def test_board_handshake_with_foreign_or_missing_origin_is_refused(origin):
     """Tests that AllowedHostsOriginValidator refuses a handshake whose Origin is not an allowed host."""
-    ws = communicator("/ws/board/", origin=origin)
-    connected, _ = await ws.connect()
-    assert connected is False
+    assert await is_refused(communicator("/ws/board/", origin=origin))
 
 
 async def test_board_handshake_from_an_allowed_origin_is_accepted():
@@ -59,8 +65,7 @@ async def test_board_handshake_from_an_allowed_origin_is_accepted():
 @pytest.mark.parametrize("after", ["x", "-1"])
 async def test_board_handshake_with_a_bad_after_is_refused(after):
     """Tests that a resume point that is not a non-negative integer refuses the handshake."""
-    connected, _ = await communicator(f"/ws/board/?after={after}").connect()
-    assert connected is False
+    assert await is_refused(communicator(f"/ws/board/?after={after}"))
 
 
 async def test_board_sends_the_backlog_after_the_given_id_then_live_messages_in_order():
@@ -143,8 +148,7 @@ async def test_board_answers_a_bad_frame_with_an_error_and_stays_open(frame, err
 
 async def test_job_socket_for_an_unknown_job_is_refused():
     """Tests that watching a job that does not exist refuses the handshake."""
-    connected, _ = await communicator("/ws/jobs/424242/").connect()
-    assert connected is False
+    assert await is_refused(communicator("/ws/jobs/424242/"))
 
 
 async def test_job_socket_sends_the_current_state_at_once_then_progress():

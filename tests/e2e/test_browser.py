@@ -57,3 +57,23 @@ def test_two_pages_see_each_others_messages_and_a_job_progress_bar_fills(browser
 
     writer.screenshot(path=str(artifacts_dir / f"browser-{target.name}-writer.png"), full_page=True)
     reader.screenshot(path=str(artifacts_dir / f"browser-{target.name}-reader.png"), full_page=True)
+
+
+def test_page_that_lost_its_socket_shows_every_message_posted_meanwhile_once_in_order(
+    browser, target, site, supervisor
+):
+    """Tests that the page reconnects after Daphne is gone a while and backfills: every id once, ascending."""
+    page = open_board(browser, target)
+    tag = uuid.uuid4().hex[:8]
+    supervisor.stop("daphne:*")
+    expect(page.locator("#connection")).to_have_text(re.compile("reconnecting"), timeout=LIVE_TIMEOUT_MS)
+    posted = [site.post_message(f"posted while away {n} {tag}")["id"] for n in range(5)]
+    supervisor.start("daphne:*")
+    # The client's backoff may be several seconds into a wait when Daphne comes back.
+    expect(page.locator("#connection")).to_have_text("live", timeout=3 * LIVE_TIMEOUT_MS)
+    expect(page.locator("#messages li .text").filter(has_text=tag)).to_have_count(5, timeout=LIVE_TIMEOUT_MS)
+    live = site.post_message(f"posted after the reconnect {tag}")["id"]
+    expect(page.locator(f'#messages li[data-id="{live}"]')).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    shown = page.locator("#messages li").evaluate_all("items => items.map(item => Number(item.dataset.id))")
+    assert shown == sorted(set(shown)), "ids shown out of order or twice"
+    assert set(posted) | {live} <= set(shown)

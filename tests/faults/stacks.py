@@ -168,6 +168,12 @@ class Stack:
         result = self.supervisor().ctl("pid")
         return int(result.stdout.strip())
 
+    def supervisord_process(self) -> tuple[int, int]:
+        """supervisord's (pid, start ticks): a restarted container may give it the same pid again."""
+        pid = self.supervisord_pid()
+        result = self.app_host().run(STAT_FIELDS.replace("$pid", str(pid)) + ' | cut -d" " -f2')
+        return pid, int(result.stdout.strip() or 0)
+
     def supervisord_restarts(self) -> int:
         """How often the keeper of supervisord (systemd, the container runtime) restarted it."""
         raise NotImplementedError

@@ -2,25 +2,25 @@
 steady rate, on every --target (compose, vm). After each: every message answered 201 is shown
 exactly once, in order, by every client that stayed or came back, compared with the database.
 
-The tests run in this order on each target. The idle-socket test (8) holds its socket open through
-the tests before it that leave Daphne and Nginx alone (2, 3, 9), so its two minutes of idling are
-not spent waiting.
+The tests run in this order on each target. The idle-socket test (8) holds its socket open on the
+first Daphne through the tests before it that leave that Daphne and Nginx alone (2, 3, 9, 1, 5), so
+its two minutes of idling are not spent waiting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 
 import pytest
-from e2e.stack import Site, TimedOut, http_ok_on_host, wait_until
+from e2e.stack import TimedOut, http_ok_on_host, wait_until
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from .report import cell
 from .stacks import DatabaseLock, PortBlocker, Stack, app_processes
-from .traffic import HandshakeProber, JobWatcher, Traffic, database_ids
+from .traffic import HandshakeProber, JobWatcher, Traffic, board_socket, database_ids
 from .watch import Watch, watch_programs
 
 # Issue 5 row 2: HTTP answers again within this long after Gunicorn's master is killed.
@@ -72,16 +72,22 @@ def assert_nothing_lost(traffic: Traffic) -> None:
 
 @pytest.fixture(scope="session")
 def idle_socket(target):
-    """A job-progress socket of a finished job: after its first frame nothing more is ever sent on it."""
-    site = Site(target)
-    job = site.post_job(steps=1)
-    wait_until(lambda: site.get(f"/api/jobs/{job['id']}").json()["state"] == "finished", 30, "job finished")
-    # No client pings (a browser sends none): only Daphne's pings can keep it alive.
-    url = f"{target.ws_url}/ws/jobs/{job['id']}/"
-    with connect(url, origin=target.host_origin, open_timeout=10, ping_interval=None) as socket:
-        first = json.loads(socket.recv(timeout=10))
-        assert first["state"] == "finished"
-        yield socket, time.monotonic()
+    """A board socket on the first Daphne that asked for messages after an id far ahead: it gets its
+    ready frame and then nothing, ever (every live message has a lower id). No client pings either (a
+    browser sends none), so only Daphne's pings can keep it open through Nginx.
+
+    Opened before the tests that leave that Daphne and Nginx alone (2, 3, 9, 1 and 5 kill or block
+    the other one), so the two idle minutes of test 8 overlap them."""
+    with contextlib.ExitStack() as sockets:
+
+        def open_on_first_daphne():
+            socket = sockets.enter_context(board_socket(target, after=2**62, open_timeout=10))
+            ready = json.loads(socket.recv(timeout=10))
+            return socket if ready["served_by"].endswith(f":{target.daphne_ports[0]}") else None
+
+        # Nginx's least_conn alternates between the Daphne processes; the others stay open until the end.
+        idle = wait_until(open_on_first_daphne, 20, f"a socket on daphne-{target.daphne_ports[0]}", 0.1)
+        yield idle, time.monotonic()
 
 
 # --- 2: Gunicorn ---------------------------------------------------------------------------------
@@ -210,38 +216,10 @@ def test_client_offline_for_more_than_a_backlog_page_gets_every_message(target, 
     assert_nothing_lost(traffic)
 
 
-# --- 8: idle WebSocket -----------------------------------------------------------------------------
-
-
-def test_idle_websocket_survives_twice_nginx_default_read_timeout(target, idle_socket, fault_record):
-    """Tests that a WebSocket with no traffic for over 120 s (2 x Nginx's default timeout) is still open both ways."""
-    fault_record.fault = "8 idle WebSocket, 2 x 60 s"
-    fault_record.recovered_when = "(no fault: seconds idle)"
-    socket, opened = idle_socket
-    remaining = IDLE_SECONDS - (time.monotonic() - opened)
-    if remaining > 0:
-        try:
-            frame = socket.recv(timeout=remaining)
-        except TimeoutError:
-            pass  # nothing arrived, and the socket was not closed: as it should be
-        except ConnectionClosed as closed:
-            fault_record.details.append(f"closed after {time.monotonic() - opened:.0f} s idle: {closed}")
-            raise
-        else:
-            pytest.fail(f"a frame arrived on a socket that has nothing to say: {frame}")
-    idle = time.monotonic() - opened
-    socket.send(json.dumps({"type": "hello"}))
-    answer = json.loads(socket.recv(timeout=10))
-    fault_record.recovery = idle
-
-    fault_record.details.append(f"no frame for {idle:.0f} s, then a frame sent and answered")
-    assert idle >= IDLE_SECONDS
-    assert answer["type"] == "error", answer  # the job socket answers every frame with an error
-
-
 # --- 1: Daphne -------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("idle_socket")
 def test_sigkilled_daphne_clients_reconnect_and_backfill_while_the_others_see_no_break(target, stack, fault_record):
     """Tests that after SIGKILL of a Daphne its clients reconnect and backfill, others stay, handshakes keep working."""
     fault_record.fault = "1 SIGKILL one Daphne"
@@ -283,6 +261,7 @@ def test_sigkilled_daphne_clients_reconnect_and_backfill_while_the_others_see_no
 # --- 5: a program that crash-loops on start -------------------------------------------------------
 
 
+@pytest.mark.usefixtures("idle_socket")
 def test_program_crash_looping_on_start_is_fatal_reported_and_retried_when_the_cause_is_gone(
     target, stack, fault_record
 ):
@@ -341,6 +320,35 @@ def test_program_crash_looping_on_start_is_fatal_reported_and_retried_when_the_c
     # The first retry comes FATAL_RETRY_BASE s after FATAL, plus startsecs; allow one more round.
     assert_recovered(watch, 4 * FATAL_RETRY_BASE + 15, victim)
     assert_nothing_lost(traffic)
+
+
+# --- 8: idle WebSocket -----------------------------------------------------------------------------
+
+
+def test_idle_websocket_survives_twice_nginx_default_read_timeout(target, idle_socket, fault_record):
+    """Tests that a WebSocket with no traffic for over 120 s (2 x Nginx's default timeout) is still open both ways."""
+    fault_record.fault = "8 idle WebSocket, 2 x 60 s"
+    fault_record.recovered_when = "(no fault: seconds idle)"
+    socket, opened = idle_socket
+    remaining = IDLE_SECONDS - (time.monotonic() - opened)
+    if remaining > 0:
+        try:
+            frame = socket.recv(timeout=remaining)
+        except TimeoutError:
+            pass  # nothing arrived, and the socket was not closed: as it should be
+        except ConnectionClosed as closed:
+            fault_record.details.append(f"closed after {time.monotonic() - opened:.0f} s idle: {closed}")
+            raise
+        else:
+            pytest.fail(f"a frame arrived on a socket that has nothing to say: {frame}")
+    idle = time.monotonic() - opened
+    socket.send(json.dumps({"type": "hello"}))
+    answer = json.loads(socket.recv(timeout=10))
+    fault_record.recovery = idle
+
+    fault_record.details.append(f"no frame for {idle:.0f} s, then a frame sent and answered")
+    assert idle >= IDLE_SECONDS
+    assert answer["type"] == "error", answer  # the board socket answers an unknown frame with an error
 
 
 # --- 6: Redis --------------------------------------------------------------------------------------
@@ -447,11 +455,11 @@ def test_sigkilled_supervisord_is_restarted_with_every_program_and_nothing_lost(
     with Traffic(target) as traffic:
         before = stack.program_states()
         restarts = stack.supervisord_restarts()
-        supervisord = stack.supervisord_pid()
+        supervisord = stack.supervisord_process()
         old_processes = {(p.pid, p.start) for p in app_processes(stack.app_host())}
         traffic.run_for(2)
         killed_at = time.monotonic()
-        kill(stack, supervisord)
+        kill(stack, supervisord[0])
         watch = watch_programs(stack, before, set(target.programs), lambda: stack.site().healthy(), 120, killed_at)
         fault_record.recovery = watch.recovered_at
         traffic.run_for(2)
@@ -461,7 +469,7 @@ def test_sigkilled_supervisord_is_restarted_with_every_program_and_nothing_lost(
     restarts_after = stack.supervisord_restarts()
     fault_record.details.append(f"restart count {restarts} -> {restarts_after}")
     assert restarts_after > restarts
-    assert stack.supervisord_pid() != supervisord
+    assert stack.supervisord_process() != supervisord, "supervisord is still the same process"
     assert_recovered(watch, 90, "every program")
     assert not leftovers, f"processes of the killed supervisord still running: {leftovers}"
     assert_nothing_lost(traffic)

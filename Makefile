@@ -27,7 +27,7 @@ lock: $(VENV_STAMP) ## Re-lock requirements*.txt from requirements*.in (pinned, 
 	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--generate-hashes --no-header -q requirements-dev.in -o requirements-dev.txt
 
-lint: lint-python lint-yaml lint-shell lint-nginx lint-docker lint-ansible ## Run every linter
+lint: lint-python lint-yaml lint-shell lint-nginx lint-docker lint-ansible lint-faults ## Run every linter
 
 lint-python: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
@@ -51,7 +51,8 @@ lint-nginx: $(VENV_STAMP)
 test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite, deploy templates vs nginx/supervisor/systemd
 	$(PYTEST) tests/unit
 
-test: lint test-unit test-compose test-vm ## Everything CI runs: lint, then the unit, compose and VM tiers
+test: lint test-unit test-compose test-vm test-faults ## Everything CI runs: lint, then the unit, compose, VM and faults tiers
 
 -include docker/compose.mk
 -include ansible/vm.mk
+-include tests/faults/faults.mk

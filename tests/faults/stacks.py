@@ -183,10 +183,16 @@ class Stack:
         raise NotImplementedError
 
     def stop_stack(self, method: str) -> None:
-        raise NotImplementedError
+        """Stop every program (or the whole stack); returns when it has stopped."""
+        if method != "supervisorctl stop all":
+            raise ValueError(method)
+        result = self.supervisor().ctl("stop", "all")
+        assert result.rc == 0, result.stdout + result.stderr
 
     def start_stack(self, method: str) -> None:
-        raise NotImplementedError
+        if method != "supervisorctl stop all":
+            raise ValueError(method)
+        self.supervisor().ctl("start", "all")
 
     def leftovers(self, method: str) -> list[str]:
         """What is still running of the app after stop_stack(method): should be nothing."""
@@ -251,20 +257,17 @@ class ComposeStack(Stack):
         self.compose_run("restart", timeout=300)
 
     def stop_stack(self, method: str) -> None:
-        if method == "supervisorctl stop all":
-            result = self.supervisor().ctl("stop", "all")
-            assert result.rc == 0, result.stdout + result.stderr
-        elif method == "make down":
+        if method == "make down":
             compose = shlex.join(_compose_command())
             run(["make", "--no-print-directory", "down", f"COMPOSE={compose}", f"COMPOSE_PROJECT={self.project}"], 300)
         else:
-            raise ValueError(method)
+            super().stop_stack(method)
 
     def start_stack(self, method: str) -> None:
-        if method == "supervisorctl stop all":
-            self.supervisor().ctl("start", "all")
-        else:
+        if method == "make down":
             run(["bash", "docker/up.sh", *self.compose], timeout=600, env=self.env)
+        else:
+            super().start_stack(method)
 
     def leftovers(self, method: str) -> list[str]:
         if method == "make down":
@@ -350,19 +353,16 @@ class VmStack(Stack):
         return state in {"running", "degraded"}
 
     def stop_stack(self, method: str) -> None:
-        if method == "supervisorctl stop all":
-            result = self.supervisor().ctl("stop", "all")
-            assert result.rc == 0, result.stdout + result.stderr
-        elif method == "systemctl stop":
+        if method == "systemctl stop":
             self.systemctl("stop", self.service)
         else:
-            raise ValueError(method)
+            super().stop_stack(method)
 
     def start_stack(self, method: str) -> None:
-        if method == "supervisorctl stop all":
-            self.supervisor().ctl("start", "all")
-        else:
+        if method == "systemctl stop":
             self.systemctl("start", self.service)
+        else:
+            super().start_stack(method)
 
     def leftovers(self, method: str) -> list[str]:
         if method == "systemctl stop":

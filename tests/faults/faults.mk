@@ -22,7 +22,7 @@ test-faults: compose-prepare ## Faults tier: kill, stop, reload, reboot both sta
 	  FAULTS_VM_HTTP_PORT=$(FAULTS_VM_HTTP_PORT) FAULTS_ARTIFACTS=$(FAULTS_ARTIFACTS) \
 	  bash tests/faults/run.sh $(or $(COMPOSE),docker-compose) -- $(FAULTS_PYTEST) $(FAULTS_PYTEST_ARGS)
 
-lint-faults: ## Lint the faults suite (ruff, shellcheck, yamllint, ansible-lint on its playbook)
+lint-faults: $(VENV_STAMP) ## Lint the faults suite (ruff, shellcheck, yamllint, ansible-lint on its playbook)
 	.venv/bin/ruff check tests/faults
 	.venv/bin/ruff format --check tests/faults
 	shellcheck tests/faults/run.sh

@@ -34,6 +34,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# A stack left behind by an interrupted earlier run (a killed session) would carry its old data.
+"${compose[@]}" -p "$project" down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1 || true
 bash "$(dirname "$0")/up.sh" "${compose[@]}" -p "$project"
 # The suite finds the stack through these (tests/e2e/targets.py).
 E2E_COMPOSE_CMD="${compose[*]}" E2E_COMPOSE_PROJECT="$project" E2E_HTTP_PORT="$HTTP_PORT" \

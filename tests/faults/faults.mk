@@ -17,7 +17,7 @@ FAULTS_PYTEST_ARGS ?=
 .PHONY: test-faults lint-faults
 
 test-faults: compose-prepare ## Faults tier: kill, stop, reload, reboot both stacks under load; prints the table
-	@MAKE="$(MAKE)" FAULTS_TARGETS="$(FAULTS_TARGETS)" FAULTS_COMPOSE_PROJECT=$(FAULTS_COMPOSE_PROJECT) \
+	@FAULTS_TARGETS="$(FAULTS_TARGETS)" FAULTS_COMPOSE_PROJECT=$(FAULTS_COMPOSE_PROJECT) \
 	  FAULTS_HTTP_PORT=$(FAULTS_HTTP_PORT) FAULTS_VM_CONTAINER=$(FAULTS_VM_CONTAINER) \
 	  FAULTS_VM_HTTP_PORT=$(FAULTS_VM_HTTP_PORT) FAULTS_ARTIFACTS=$(FAULTS_ARTIFACTS) \
 	  bash tests/faults/run.sh $(or $(COMPOSE),docker-compose) -- $(FAULTS_PYTEST) $(FAULTS_PYTEST_ARGS)

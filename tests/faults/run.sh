@@ -8,7 +8,7 @@
 #
 # Usage: tests/faults/run.sh COMPOSE-COMMAND... -- PYTEST-COMMAND...
 # Environment (defaults in tests/faults/faults.mk): FAULTS_TARGETS ("compose vm"), FAULTS_COMPOSE_PROJECT,
-# FAULTS_HTTP_PORT, FAULTS_VM_CONTAINER, FAULTS_VM_HTTP_PORT, FAULTS_ARTIFACTS, MAKE.
+# FAULTS_HTTP_PORT, FAULTS_VM_CONTAINER, FAULTS_VM_HTTP_PORT, FAULTS_ARTIFACTS.
 #
 # Internal: tests/faults/run.sh --await-vm STATUS-FILE LOG-FILE -- COMMAND... waits for the background
 # provisioning of the test host, then runs COMMAND (it is the command docker/test-compose.sh runs).
@@ -48,12 +48,14 @@ pytest_command=("$@")
 started=$SECONDS
 read -r -a targets <<<"${FAULTS_TARGETS:-compose vm}"
 artifacts="${FAULTS_ARTIFACTS:-artifacts/faults}"
-make_command="${MAKE:-make}"
 vm_container="${FAULTS_VM_CONTAINER:-channels-stack-faults-vm}"
 vm_port="${FAULTS_VM_HTTP_PORT:-8093}"
-vm_make=("$make_command" --no-print-directory "VM_CONTAINER=$vm_container" "VM_HTTP_PORT=$vm_port")
+vm_make=(make --no-print-directory "VM_CONTAINER=$vm_container" "VM_HTTP_PORT=$vm_port")
 mkdir -p "$artifacts"
-rm -f "$artifacts/vm-provision.status"
+# Named after the test host, so two runs with other names do not share them.
+status_file="$artifacts/$vm_container-provision.status"
+log_file="$artifacts/$vm_container-provision.log"
+rm -f "$status_file"
 
 wants() {
   local target
@@ -77,10 +79,10 @@ cleanup() {
     wait "$provisioner" 2>/dev/null || true
   fi
   if wants vm && docker container inspect "$vm_container" >/dev/null 2>&1; then
-    docker exec "$vm_container" journalctl --no-pager -o short-precise >"$artifacts/vm-journal.txt" 2>&1 || true
+    docker exec "$vm_container" journalctl --no-pager -o short-precise >"$artifacts/$vm_container-journal.txt" 2>&1 || true
     docker exec "$vm_container" sh -c 'tail -n +1 /var/log/channels-stack/*.log' \
-      >"$artifacts/vm-app-logs.txt" 2>&1 || true
-    echo "test-faults: test host logs saved to $artifacts/vm-journal.txt and vm-app-logs.txt; removing it"
+      >"$artifacts/$vm_container-app-logs.txt" 2>&1 || true
+    echo "test-faults: test host logs saved to $artifacts/$vm_container-{journal,app-logs}.txt; removing it"
     "${vm_make[@]}" vm-destroy || true
   fi
   echo "test-faults: took $((SECONDS - started)) s (exit status $status)"
@@ -90,11 +92,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-status_file=""
-log_file="$artifacts/vm-provision.log"
 if wants vm; then
   "${vm_make[@]}" vm-destroy
-  status_file="$artifacts/vm-provision.status"
   echo "test-faults: provisioning the test host $vm_container (127.0.0.1:$vm_port) in the background"
   (
     set +o errexit
@@ -109,6 +108,7 @@ fi
 
 run_tests=(env "VM_CONTAINER=$vm_container" "VM_HTTP_PORT=$vm_port" "ARTIFACTS_DIR=$artifacts"
   "${pytest_command[@]}" tests/faults "${target_args[@]}")
+wants vm || status_file=""
 if wants compose; then
   E2E_COMPOSE_PROJECT="${FAULTS_COMPOSE_PROJECT:-channels-stack-faults}" E2E_HTTP_PORT="${FAULTS_HTTP_PORT:-8092}" \
     ARTIFACTS_DIR="$artifacts" \

@@ -8,6 +8,7 @@ The shared plumbing (Target, Site, Supervisor, wait_until) comes from tests/e2e.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -147,6 +148,25 @@ class Stack:
 
     def run_as_app_user(self, command: str):
         return self.app_host().run(f"{self.as_app_user}{command}")
+
+    def exec_prefix(self) -> list[str]:
+        """The command line that runs a command on the app host with its stdin and stdout kept
+        open to this machine (testinfra's run() waits for the end)."""
+        spec = self.target.host_spec()
+        assert spec.startswith("docker://"), spec
+        return ["docker", "exec", "--interactive", spec.removeprefix("docker://")]
+
+    def established_connections(self, port: int) -> set[str]:
+        """The peers ("hex address:hex port", as the kernel lists them) of every established TCP
+        connection to `port` on the app host, from /proc/net/tcp and tcp6 (no ss in the images)."""
+        result = self.app_host().run("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; true")
+        peers = set()
+        for line in result.stdout.splitlines():
+            fields = line.split()
+            # sl local_address rem_address st ...; state 01 is ESTABLISHED.
+            if len(fields) > 3 and fields[3] == "01" and fields[1].rpartition(":")[2] == f"{port:04X}":
+                peers.add(fields[2])
+        return peers
 
     # --- faults -----------------------------------------------------------------------------
     def stop_redis(self) -> None:
@@ -393,48 +413,83 @@ def make_stack(target: Target) -> Stack:
 
 
 DATABASE = "/var/lib/channels-stack/db.sqlite3"  # app_data_dir of deploy/defaults.yml
+# The lock holder lets go by itself after this long, whatever happens to the test.
+LOCK_LIMIT_SECONDS = 120
+# The holder's script: it says "held" only once BEGIN IMMEDIATE has returned, and lets go when the
+# test writes a line to its stdin or closes it (or the test, and so `docker exec`, dies).
+LOCK_SCRIPT = """
+import signal, sqlite3, sys
+signal.alarm({limit})
+connection = sqlite3.connect({database!r}, isolation_level=None, timeout=30)
+connection.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.readline()
+connection.execute("ROLLBACK")
+print("released", flush=True)
+"""
 
 
-class DatabaseLock(threading.Thread):
-    """Holds SQLite's write lock for `seconds` from the app host, as a long write transaction
-    elsewhere would (a migration, a bulk import): a request that writes waits for it inside its
-    Gunicorn worker (busy timeout 20 s), so it is in flight for that long."""
+class DatabaseLock:
+    """Holds SQLite's write lock on the app host from `with` until release(): a request that writes
+    meanwhile waits inside its Gunicorn worker (busy timeout 20 s), in flight for as long as the
+    test chooses (a long write transaction elsewhere: a migration, a bulk import).
 
-    def __init__(self, stack: Stack, seconds: float):
-        super().__init__(name="database-lock", daemon=True)
+    The holder itself says when it holds the lock, on its stdout. Issue 15: the lock used to be
+    inferred from a probe failing with "database is locked", which the poster's own writes also
+    caused, so the probe could pass before `docker exec` had even started the holder, and the
+    request meant to be in flight was answered at once.
+    Raises TimedOut when the holder does not hold the lock within `timeout` seconds.
+    """
+
+    def __init__(self, stack: Stack, timeout: float = 30):
         self.stack = stack
-        self.seconds = seconds
+        self.timeout = timeout
         self.held_at: float | None = None
-        self.result = None
-
-    def sql(self, statements: str, timeout: float) -> str:
-        script = (
-            f"import sqlite3, time; c = sqlite3.connect({DATABASE!r}, isolation_level=None, timeout={timeout}); "
-            f"{statements}"
-        )
-        return f"{self.stack.target.python} -c {shlex.quote(script)}"
-
-    def run(self) -> None:
-        command = self.sql(f'c.execute("BEGIN IMMEDIATE"); time.sleep({self.seconds}); c.execute("ROLLBACK")', 30)
-        self.result = self.stack.run_as_app_user(command)
-
-    def held(self) -> bool:
-        probe = self.stack.run_as_app_user(self.sql('c.execute("BEGIN IMMEDIATE"); c.execute("ROLLBACK")', 0))
-        return probe.rc != 0 and "database is locked" in probe.stderr
+        self.released_at: float | None = None
+        self.process: subprocess.Popen | None = None
+        self.output: list[str] = []
 
     def __enter__(self) -> DatabaseLock:
-        self.start()
-        wait_until(self.held, 10, "SQLite write lock held", 0.2)
+        script = LOCK_SCRIPT.format(limit=LOCK_LIMIT_SECONDS, database=DATABASE)
+        command = f"{self.stack.as_app_user}{self.stack.target.python} -c {shlex.quote(script)}"
+        self.process = subprocess.Popen(
+            [*self.stack.exec_prefix(), "sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        reader = threading.Thread(target=self._read, name="database-lock-output", daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: "held" in self.output, self.timeout, "the lock holder says it holds the lock", 0.05)
+        except BaseException:
+            self.release()
+            raise
         self.held_at = time.monotonic()
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.join(self.seconds + 30)
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line.strip())
 
-    @property
-    def release_at(self) -> float:
-        assert self.held_at is not None
-        return self.held_at + self.seconds
+    def release(self) -> None:
+        """Let go of the lock (idempotent); waits until the holder has rolled back and exited."""
+        if self.process is None or self.released_at is not None:
+            return
+        # From here on a waiting request may go on: stamped before the holder is told.
+        self.released_at = time.monotonic()
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 class PortBlocker:

@@ -36,14 +36,24 @@ FATAL_RETRY_BASE = 5
 REDIS_DOWN_SECONDS = 15
 # The board socket sends the backlog in pages of this many (board.consumers.BACKLOG_PAGE).
 BACKLOG_PAGE = 200
-# A request in flight while the stack stops: longer than `docker stop`'s default 10 s, shorter
-# than Gunicorn's graceful timeout.
-IN_FLIGHT_SECONDS = 15
+# A request in flight while the stack stops is let go this long after the stop began: longer than
+# `docker stop`'s default 10 s, shorter than Gunicorn's graceful timeout.
+HELD_INTO_STOP_SECONDS = 12
 
 
 def kill(stack: Stack, pid: int, signal: str = "KILL") -> None:
     result = stack.app_host().run(f"kill -{signal} {pid}")
     assert result.rc == 0, f"kill -{signal} {pid}: {result.stderr}"
+
+
+def waiting_in_gunicorn(stack: Stack, port: int, already_open: set[str]) -> set[str]:
+    """Connections to Gunicorn opened since `already_open` that are still open 0.5 s later: a
+    request waiting inside a worker (a health probe comes and goes within milliseconds)."""
+    opened = stack.established_connections(port) - already_open
+    if not opened:
+        return set()
+    time.sleep(0.5)
+    return opened & stack.established_connections(port)
 
 
 def assert_recovered(watch: Watch, within: float, what: str) -> None:
@@ -512,32 +522,48 @@ def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(t
     fault_record.recovered_when = "start command -> all RUNNING, healthy"
     site = stack.site()
     answer: dict = {}
+
+    def post_in_flight() -> None:
+        try:
+            answer["response"] = site.http.post(
+                site.url("/api/messages"),
+                json={"text": f"in flight {traffic.tag}"},
+                headers=site.csrf_headers(),
+                timeout=HELD_INTO_STOP_SECONDS + 60,
+            )
+            answer["at"] = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 (reported by the assert below)
+            answer["error"] = repr(exc)
+
     with Traffic(target) as traffic:
         before = stack.program_states()
         traffic.run_for(1)
-        with DatabaseLock(stack, IN_FLIGHT_SECONDS) as lock:
-
-            def post_in_flight() -> None:
-                try:
-                    # A client that waits longer than the request is held up (Site's timeout is 10 s).
-                    answer["response"] = site.http.post(
-                        site.url("/api/messages"),
-                        json={"text": f"in flight {traffic.tag}"},
-                        headers=site.csrf_headers(),
-                        timeout=IN_FLIGHT_SECONDS + 30,
-                    )
-                    answer["at"] = time.monotonic()
-                except Exception as exc:  # noqa: BLE001 (reported by the assert below)
-                    answer["error"] = repr(exc)
-
-            poster = threading.Thread(target=post_in_flight, daemon=True)
-            poster.start()
-            time.sleep(1.5)
-            in_flight = poster.is_alive()
+        with contextlib.ExitStack() as held:
+            # The poster waits (before the lock, so none of its posts is caught by it) while the
+            # request is sent: the only new connection to Gunicorn that stays open is then that
+            # request's, waiting for the lock inside a worker.
+            with traffic.poster.paused():
+                lock = held.enter_context(DatabaseLock(stack))
+                already_open = stack.established_connections(target.gunicorn_port)
+                poster = threading.Thread(target=post_in_flight, daemon=True)
+                poster.start()
+                waiting = wait_until(
+                    lambda: waiting_in_gunicorn(stack, target.gunicorn_port, already_open),
+                    20,
+                    "the POST waiting in a Gunicorn worker",
+                    0.1,
+                )
+            in_flight = poster.is_alive() and bool(waiting)
+            # Let the request go on purpose, well into the stop: past `docker stop`'s 10 s default.
+            release = threading.Timer(HELD_INTO_STOP_SECONDS, lock.release)
             stop_started = time.monotonic()
-            stack.stop_stack(method)
-            stopped_at = time.monotonic()
-            poster.join(30)
+            release.start()
+            try:
+                stack.stop_stack(method)
+            finally:
+                release.cancel()
+        stopped_at = time.monotonic()
+        poster.join(30)
         leftovers = stack.leftovers(method)
         start_began = time.monotonic()
         stack.start_stack(method)
@@ -546,20 +572,23 @@ def test_stopping_the_stack_waits_for_in_flight_requests_and_leaves_no_process(t
         traffic.run_for(2)
         fault_record.took(traffic.finish())
     stop_took = stopped_at - stop_started
+    released = lock.released_at - stop_started
     answered = f"{answer['at'] - stop_started:.1f} s" if "at" in answer else f"never ({answer.get('error')})"
     fault_record.details.append(
-        f"stop took {stop_took:.1f} s; the request in flight (held {IN_FLIGHT_SECONDS} s by a write lock) was "
-        f"answered {getattr(answer.get('response'), 'status_code', '-')} {answered} after the stop began"
+        f"stop took {stop_took:.1f} s; the request in flight (held by a write lock until {released:.1f} s into "
+        f"the stop) was answered {getattr(answer.get('response'), 'status_code', '-')} {answered} after the "
+        "stop began"
     )
 
     response = answer.get("response")
     assert in_flight, "the request was not in flight when the stop began"
     assert response is not None and response.status_code == 201, answer
+    assert answer["at"] >= lock.released_at, "answered before the lock was released"
     assert response.json()["id"] in database_ids(site, response.json()["id"] - 1)
     # `make down` stops Nginx first, and Nginx's graceful stop also waits for open WebSockets, up to
     # worker_shutdown_timeout; the programs themselves get Gunicorn's graceful timeout.
     longest = GUNICORN_GRACEFUL_TIMEOUT + 15 + (NGINX_WORKER_SHUTDOWN_TIMEOUT if method == "make down" else 0)
-    assert lock.release_at - stop_started - 1 <= stop_took <= longest, stop_took
+    assert released >= HELD_INTO_STOP_SECONDS and released - 1 <= stop_took <= longest, (released, stop_took)
     assert not leftovers, f"left behind after {method}: {leftovers}"
     assert watch.recovered_at is not None, watch.summary()
     assert_nothing_lost(traffic)

@@ -192,6 +192,9 @@ class Poster(threading.Thread):
         self.refused: list[tuple[float, str]] = []  # (time, status or error) of every other answer
         self._stop_event = threading.Event()
         self._deadline = time.monotonic() + MAX_SECONDS
+        # Held while a post is under way; pause() takes it, so it returns once no post is.
+        self._gate = threading.Condition()
+        self._paused = False
 
     @property
     def attempts(self) -> int:
@@ -199,22 +202,47 @@ class Poster(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+        with self._gate:
+            self._gate.notify_all()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """No post under way nor started inside the block (a test that must know every request
+        in flight is its own); posting resumes after it."""
+        with self._gate:
+            self._paused = True
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._paused = False
+                self._gate.notify_all()
+
+    def running(self) -> bool:
+        return not self._stop_event.is_set() and time.monotonic() < self._deadline
 
     def run(self) -> None:
         number = 0
-        while not self._stop_event.is_set() and number < self.max_count and time.monotonic() < self._deadline:
+        while self.running() and number < self.max_count:
             started = time.monotonic()
-            number += 1
-            try:
-                response = self.site.post_json("/api/messages", {"text": f"{self.tag} #{number}"})
-            except Exception as exc:  # noqa: BLE001 (a failed request is an answer too: recorded)
-                self.refused.append((time.monotonic(), type(exc).__name__))
-            else:
-                if response.status_code == 201:
-                    self.accepted.append(response.json()["id"])
-                else:
-                    self.refused.append((time.monotonic(), str(response.status_code)))
+            with self._gate:
+                self._gate.wait_for(lambda: not self._paused or not self.running(), timeout=MAX_SECONDS)
+                if not self.running():
+                    return
+                number += 1
+                self.post(number)
             self._stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def post(self, number: int) -> None:
+        try:
+            response = self.site.post_json("/api/messages", {"text": f"{self.tag} #{number}"})
+        except Exception as exc:  # noqa: BLE001 (a failed request is an answer too: recorded)
+            self.refused.append((time.monotonic(), type(exc).__name__))
+        else:
+            if response.status_code == 201:
+                self.accepted.append(response.json()["id"])
+            else:
+                self.refused.append((time.monotonic(), str(response.status_code)))
 
 
 @dataclass

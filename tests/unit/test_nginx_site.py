@@ -192,7 +192,6 @@ def test_whitespace_around_the_host_value_is_not_part_of_it(site):
         b"localhost.evil.example",
         b"localhostx",
         b"xlocalhost",
-        # The dots of 127.0.0.1 are matched as dots, not as "any character".
         b"127a0a0a1",
         b"127.0.0.1.nip.io",
         b"evil.example",

@@ -159,5 +159,10 @@ def healthz(request):
     return JsonResponse(body, status=200 if healthy else 503)
 
 
+def bad_request(request, exception=None):
+    """Django's 400 for a request it could not parse (handler400), as a JSON error."""
+    return error(400, "bad request: it could not be read")
+
+
 def csrf_failure(request, reason=""):
     return error(403, f"CSRF verification failed: {reason}")

@@ -1,6 +1,9 @@
 """The JSON API and the board page, through Django's test client, with a real Redis behind."""
 
+import contextlib
+import io
 import json
+import logging
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -10,6 +13,18 @@ from django.test import Client
 from board.models import Job, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@contextlib.contextmanager
+def app_log():
+    """What the app's configured log handler (settings.LOGGING "stderr", with its filters) writes meanwhile."""
+    (handler,) = [h for h in logging.getLogger().handlers if h.name == "stderr"]
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
 
 
 def test_post_message_returns_201_with_the_stored_message(api):
@@ -296,3 +311,27 @@ def test_every_response_carries_the_request_id_from_nginx(client):
     assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
     made_up = client.get("/healthz", HTTP_X_REQUEST_ID="bad id\nwith newline")["X-Request-ID"]
     assert made_up != "bad id\nwith newline" and len(made_up) == 32
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("get", {"path": "/api/messages?" + "a&" * 1001}),
+        ("get", {"path": "/healthz", "HTTP_HOST": "localhost:8080@evil.example"}),
+        ("post", {"path": "/api/messages", "data": "a", "content_type": "multipart/form-data"}),
+        ("post", {"path": "/api/messages", "data": "a&" * 1001, "content_type": "application/x-www-form-urlencoded"}),
+    ],
+    ids=["too-many-query-parameters", "disallowed-host", "multipart-without-boundary", "too-many-form-fields"],
+)
+def test_request_django_cannot_read_is_a_json_400_logged_as_one_warning_without_traceback(method, kwargs):
+    """Tests that a request Django refuses while reading it gets a JSON 400 and one WARNING log line, not
+    an ERROR with a traceback."""
+    client = Client(enforce_csrf_checks=True)
+    token = client.get("/").cookies["csrftoken"].value
+    path = kwargs.pop("path")
+    with app_log() as log:
+        response = getattr(client, method)(path, HTTP_X_CSRFTOKEN=token, **kwargs)
+    assert response.status_code == 400
+    assert "bad request" in response.json()["error"]
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and " WARNING " in lines[0], lines

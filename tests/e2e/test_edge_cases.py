@@ -24,10 +24,10 @@ FAILURE_MARKERS = ("Traceback", " ERROR ", "DisallowedHost", "Invalid HTTP_HOST"
 def handshake_status(site, path: str, **kwargs) -> int:
     """The HTTP status of a WebSocket handshake through Nginx: 101 when accepted."""
     try:
-        site.websocket(path, **kwargs).close()
+        with site.websocket(path, **kwargs):
+            return 101
     except InvalidStatus as exc:
         return exc.response.status_code
-    return 101
 
 
 def failures(lines: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ its template module; this script is how the compose images and the tests render 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def render_all(variables: dict, only: list[str] | None = None) -> dict[Path, tup
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Ansible's filter of the same name (re_type "python"), so both renderers write the same files.
+    env.filters["regex_escape"] = re.escape
     rendered = {}
     for template in templates(only):
         name = template.relative_to(DEPLOY_DIR).as_posix()

@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import services
+from .handshake import header
 from .middleware import clean_request_id
 from .models import Job, Message
 
@@ -23,11 +24,10 @@ CLOSE_UNAVAILABLE = 4503
 DEFAULT_BACKLOG = 50
 
 
-def header(scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+def client_address(scope) -> str:
+    """host:port of the client as the server saw it (behind Nginx: the address Nginx forwarded)."""
+    host, port = scope.get("client") or ("-", "-")
+    return f"{host}:{port}"
 
 
 class JsonSocketMixin:
@@ -60,14 +60,10 @@ class JsonSocketMixin:
             await self.send_error("binary frames are not supported; send JSON text")
             return None
         try:
-            data = json.loads(text_data)
-        except json.JSONDecodeError as exc:
-            await self.send_error(f"invalid JSON: {exc}")
+            return services.parse_json_object(text_data, "a frame")
+        except services.InvalidInput as exc:
+            await self.send_error(str(exc))
             return None
-        if not isinstance(data, dict):
-            await self.send_error("a frame must be a JSON object")
-            return None
-        return data
 
 
 class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
@@ -77,7 +73,8 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
         self.setup_request_id()
         try:
             after = self.parse_after()
-        except ValueError:
+        except services.InvalidInput as exc:
+            logger.warning("board handshake refused: %s", exc, extra={"request_id": self.request_id})
             await self.close(code=4400)  # before accept: the handshake is refused
             return
         # Join before reading the backlog, so nothing committed in between is missed; duplicates
@@ -88,16 +85,12 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
         await self.send_backlog()
         host, port = self.scope.get("server") or ("", "")
         await self.send_json({"type": "ready", "last_id": self.last_id, "served_by": f"{host}:{port}"})
-        self.log("board socket open after=%s last_id=%s", after, self.last_id)
+        self.log("board socket open after=%s last_id=%s client=%s", after, self.last_id, client_address(self.scope))
 
     def parse_after(self) -> int | None:
+        """The client's resume point: the same rules as the API's `after` (InvalidInput otherwise)."""
         values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("after")
-        if not values:
-            return None
-        after = int(values[0])
-        if after < 0:
-            raise ValueError(after)
-        return after
+        return services.parse_int("after", values[0] if values else None, None, 0, services.MAX_ID)
 
     @staticmethod
     def default_after() -> int:

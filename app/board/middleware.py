@@ -1,4 +1,5 @@
-"""Request ids: taken from Nginx's X-Request-ID (or made here), put on every log line and response."""
+"""Request ids: taken from Nginx's X-Request-ID (or made here), put on every log line and response;
+and bad requests logged as what they are."""
 
 import contextvars
 import logging
@@ -37,4 +38,22 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
+        return True
+
+
+class ClientErrorFilter(logging.Filter):
+    """Logs a request Django answered with a 4xx as one WARNING line, without a traceback.
+
+    Django logs a SuspiciousOperation (DisallowedHost, TooManyFieldsSent, a malformed multipart
+    body) at ERROR with its traceback, which reads like a crash of the app; it was the client's
+    mistake, and the answer (400) already says so.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = None
+            record.exc_text = None
         return True

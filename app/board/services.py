@@ -1,6 +1,8 @@
 """What the HTTP views and the WebSocket consumers share: validation, storing, broadcasting."""
 
+import json
 import logging
+import re
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
@@ -15,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 BOARD_GROUP = "board"
 JOBS_CHANNEL = "jobs"
+# Largest id a database stores (a signed 64-bit integer): the top of every `after` range.
+MAX_ID = 2**63 - 1
 
 
 class InvalidInput(ValueError):
@@ -25,6 +29,57 @@ def job_group(job_id: int) -> str:
     return f"job-{job_id}"
 
 
+def parse_json_object(raw: str | bytes, what: str) -> dict:
+    """Return a client's JSON (an HTTP body or a socket frame) as a dict, or raise InvalidInput.
+
+    Everything json.loads can raise on input is a refusal, not a crash: malformed JSON, bytes that
+    are not UTF-8, nesting deeper than Python's recursion limit, integers over its digit limit.
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise InvalidInput("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        raise InvalidInput(f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{what} must be a JSON object")
+    return data
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def parse_int(name: str, raw: str | None, default: int | None, low: int, high: int) -> int | None:
+    """Return a query parameter as an integer in [low, high], default when absent or empty.
+
+    Only ASCII digits count: Python's int() would also take "1_000", " 7 " and other scripts' digits.
+    """
+    if raw is None or raw == "":
+        return default
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidInput(f"{name} must be an integer")
+    try:
+        value = int(raw)
+    except ValueError:  # more digits than Python converts: far out of range anyway
+        value = None
+    if value is None or not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}")
+    return value
+
+
+def check_storable(text: str, name: str) -> None:
+    """Refuse text a database cannot store: NUL (PostgreSQL rejects it) and lone UTF-16 surrogates,
+    which JSON's "\\ud800" escapes can produce but UTF-8 cannot encode (SQLite's driver fails)."""
+    if "\x00" in text:
+        raise InvalidInput(f"{name} must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"{name} must be valid Unicode: a lone surrogate (U+{ord(text[exc.start]):04X}) cannot be stored"
+        ) from None
+
+
 def validate_text(value) -> str:
     if not isinstance(value, str):
         raise InvalidInput("text must be a string")
@@ -33,6 +88,7 @@ def validate_text(value) -> str:
         raise InvalidInput("text must not be blank")
     if len(text) > Message.MAX_LENGTH:
         raise InvalidInput(f"text must be at most {Message.MAX_LENGTH} characters")
+    check_storable(text, "text")
     return text
 
 

@@ -1,6 +1,6 @@
 """The board page, the JSON API and the health probe. Every API error is JSON: {"error": "..."}."""
 
-import json
+import functools
 import logging
 import os
 
@@ -11,7 +11,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from supervisor import childutils
 
 from . import services
@@ -27,36 +27,41 @@ def error(status: int, message: str, **headers) -> JsonResponse:
     return JsonResponse({"error": message}, status=status, headers=headers)
 
 
+# Every GET endpoint answers HEAD too (monitors and load balancers probe with it); the WSGI and ASGI
+# servers and Nginx send no body with the answer.
+SAFE_METHODS = ["GET", "HEAD"]
+
+
 def method_not_allowed(allowed: list[str]) -> JsonResponse:
     return error(405, f"method not allowed; use {', '.join(allowed)}", Allow=", ".join(allowed))
+
+
+def json_methods(*allowed: str):
+    """Like Django's require_http_methods, but the 405 is JSON like every other API error."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method not in allowed:
+                return method_not_allowed(list(allowed))
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def read_json_object(request) -> dict:
     if request.content_type != "application/json":
         raise services.InvalidInput("Content-Type must be application/json")
-    try:
-        data = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise services.InvalidInput(f"invalid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise services.InvalidInput("the body must be a JSON object")
-    return data
+    return services.parse_json_object(request.body, "the body")
 
 
 def int_param(request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.GET.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise services.InvalidInput(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise services.InvalidInput(f"{name} must be between {low} and {high}")
-    return value
+    return services.parse_int(name, request.GET.get(name), default, low, high)
 
 
-@require_GET
+@require_safe
 @ensure_csrf_cookie
 def board(request):
     messages = services.latest_messages(BOARD_PAGE_SIZE)
@@ -66,8 +71,8 @@ def board(request):
 
 def messages(request):
     try:
-        if request.method == "GET":
-            after = int_param(request, "after", 0, 0, 2**63 - 1)
+        if request.method in SAFE_METHODS:
+            after = int_param(request, "after", 0, 0, services.MAX_ID)
             limit = int_param(request, "limit", BOARD_PAGE_SIZE, 1, API_MAX_LIMIT)
             page = services.messages_after(after, limit + 1)
             return JsonResponse({"messages": [m.as_json() for m in page[:limit]], "has_more": len(page) > limit})
@@ -78,7 +83,7 @@ def messages(request):
         return error(400, str(exc))
     except RequestDataTooBig:
         return error(413, "request body too large")
-    return method_not_allowed(["GET", "POST"])
+    return method_not_allowed([*SAFE_METHODS, "POST"])
 
 
 def jobs(request):
@@ -93,7 +98,7 @@ def jobs(request):
     return JsonResponse({"id": job.id, "state": job.state}, status=202, headers={"Location": f"/api/jobs/{job.id}"})
 
 
-@require_GET
+@json_methods(*SAFE_METHODS)
 def job_detail(request, job_id: int):
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
@@ -133,7 +138,7 @@ def health_checks() -> dict:
     return checks
 
 
-@require_GET
+@json_methods(*SAFE_METHODS)
 def healthz(request):
     checks = {}
     for name, check in health_checks().items():
@@ -152,6 +157,11 @@ def healthz(request):
     if not healthy:
         body["failing"] = [name for name, result in checks.items() if result != "ok"]
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def bad_request(request, exception=None):
+    """Django's 400 for a request it could not parse (handler400), as a JSON error."""
+    return error(400, "bad request: it could not be read")
 
 
 def csrf_failure(request, reason=""):

@@ -17,16 +17,18 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from board.handshake import SameOriginValidator  # noqa: E402
 from board.jobs import JobRunnerConsumer  # noqa: E402
 from board.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # A handshake whose Origin is missing or not one of ALLOWED_HOSTS is refused.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # A handshake is refused unless its Origin is one an HTTP POST to this site may come from
+        # (Django's CSRF origin check: scheme, host and port, or CSRF_TRUSTED_ORIGINS). Channels'
+        # AllowedHostsOriginValidator compares host names only, so it is not used.
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         # `manage.py runworker jobs` runs this consumer for messages on the "jobs" channel.
         "channel": ChannelNameRouter({"jobs": JobRunnerConsumer.as_asgi()}),
     }

@@ -16,3 +16,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("ws/healthz", views.healthz, name="ws-healthz"),
 ]
+
+# Django's own 400s (a malformed form body, too many query parameters) are JSON like the API's.
+handler400 = "board.views.bad_request"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from .stack import Site, Supervisor, wait_until
+from .stack import AppLog, Site, Supervisor, wait_until
 from .targets import REPO, make_target
 
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", REPO / "artifacts"))
@@ -60,6 +60,14 @@ def site(target):
 def app_host(target):
     """testinfra host of the container or machine that runs supervisord."""
     return testinfra.get_host(target.host_spec())
+
+
+@pytest.fixture
+def app_log(target, app_host):
+    """The app's log on the target, from the start of the test on (AppLog.lines())."""
+    log = AppLog(target, app_host)
+    log.mark()
+    return log
 
 
 @pytest.fixture

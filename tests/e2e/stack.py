@@ -4,6 +4,7 @@ WebSockets), its supervisor programs through testinfra, and bounded waiting."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,10 +83,11 @@ class Site:
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.http.get(self.url(path), timeout=HTTP_TIMEOUT, **kwargs)
 
-    def websocket(self, path: str, origin: str | None = None) -> ClientConnection:
+    def websocket(self, path: str, origin: str | None = None, headers: dict | None = None) -> ClientConnection:
         return connect(
             self.target.ws_url + path,
             origin=origin or self.target.host_origin,
+            additional_headers=headers,
             open_timeout=WS_OPEN_TIMEOUT,
             close_timeout=2,
         )
@@ -123,6 +125,35 @@ def frames_until_quiet(socket: ClientConnection, quiet: float, limit: float) -> 
         except TimeoutError:
             break
     return frames
+
+
+class AppLog:
+    """What the app's programs (Gunicorn, Daphne, workers) logged on the target since mark(): the app
+    container's output on compose, supervisor's program log files on the VM."""
+
+    # supervisor_log_target "file" (deploy/defaults.yml app_log_dir), the VM's.
+    LOG_FILES = "/var/log/channels-stack/*.log"
+
+    def __init__(self, target: Target, host):
+        self.target = target
+        self.host = host
+        self.start: dict[str, int] = {}
+
+    def streams(self) -> dict[str, list[str]]:
+        """Each log stream's lines so far, by name (a stream only grows)."""
+        if self.target.compose:
+            container = self.target.host_spec().removeprefix("docker://")
+            result = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
+            return {"stdout": result.stdout.splitlines(), "stderr": result.stderr.splitlines()}
+        listing = self.host.run(f"ls {self.LOG_FILES}").stdout.split()
+        return {name: self.host.file(name).content_string.splitlines() for name in listing}
+
+    def mark(self) -> None:
+        self.start = {name: len(lines) for name, lines in self.streams().items()}
+
+    def lines(self) -> list[str]:
+        """Every line logged since mark()."""
+        return [line for name, lines in self.streams().items() for line in lines[self.start.get(name, 0) :]]
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,47 @@ def test_page_that_lost_its_socket_shows_every_message_posted_meanwhile_once_in_
     shown = page.locator("#messages li").evaluate_all("items => items.map(item => Number(item.dataset.id))")
     assert shown == sorted(set(shown)), "ids shown out of order or twice"
     assert set(posted) | {live} <= set(shown)
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 800)], ids=["phone-390", "desktop-1280"])
+def test_board_fits_the_screen_at_phone_and_desktop_width_with_a_500_character_word(
+    browser, target, artifacts_dir, width, height
+):
+    """Tests that after posting one 500-character word the page does not scroll sideways and the post
+    form and the jobs column lie within the window, at 390 px and at 1280 px."""
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE_TIMEOUT_MS)
+    word = ("unbroken" + uuid.uuid4().hex) * 20
+    word = word[:500]
+
+    page.fill("#text", word)
+    page.click("#post-form button[type=submit]")
+    shown = page.locator("#messages li .text").filter(has_text=word)
+    expect(shown).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    shown.scroll_into_view_if_needed()
+
+    layout = page.evaluate(
+        """() => {
+          const box = (selector) => {
+            const rect = document.querySelector(selector).getBoundingClientRect();
+            return {left: rect.left, right: rect.right, height: rect.height};
+          };
+          return {
+            scrollWidth: document.documentElement.scrollWidth,
+            innerWidth: window.innerWidth,
+            form: box("#post-form"),
+            jobs: box("section.jobs"),
+          };
+        }"""
+    )
+    layout["message"] = shown.evaluate(
+        "el => { const rect = el.closest('li').getBoundingClientRect(); "
+        "return {left: rect.left, right: rect.right, height: rect.height}; }"
+    )
+    page.screenshot(path=str(artifacts_dir / f"browser-{target.name}-{width}px.png"), full_page=True)
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout
+    for part in ("form", "jobs", "message"):
+        assert 0 <= layout[part]["left"] < layout[part]["right"] <= layout["innerWidth"], (part, layout)
+    # The word wrapped onto several lines rather than being cut off or scrolled.
+    assert layout["message"]["height"] > 3 * 16, layout

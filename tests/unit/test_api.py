@@ -1,6 +1,9 @@
 """The JSON API and the board page, through Django's test client, with a real Redis behind."""
 
+import contextlib
+import io
 import json
+import logging
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -10,6 +13,18 @@ from django.test import Client
 from board.models import Job, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@contextlib.contextmanager
+def app_log():
+    """What the app's configured log handler (settings.LOGGING "stderr", with its filters) writes meanwhile."""
+    (handler,) = [h for h in logging.getLogger().handlers if h.name == "stderr"]
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
 
 
 def test_post_message_returns_201_with_the_stored_message(api):
@@ -32,6 +47,16 @@ def test_post_message_returns_201_with_the_stored_message(api):
         ('{"text": ["a"]}', "text must be a string"),
         ('{"text": "   "}', "text must not be blank"),
         (json.dumps({"text": "x" * 501}), "at most 500 characters"),
+        # Text no database can store: a lone surrogate (as a JSON escape, or as the raw UTF-8-style
+        # bytes json.loads lets through) and NUL, which PostgreSQL refuses.
+        ('{"text": "\\ud800"}', "lone surrogate (U+D800)"),
+        ('{"text": "ok \\udfff ok"}', "lone surrogate (U+DFFF)"),
+        (b'{"text": "\xed\xa0\x80"}', "lone surrogate (U+D800)"),
+        ('{"text": "a\\u0000b"}', "must not contain NUL"),
+        # What json.loads raises besides JSONDecodeError: too deep, an integer over the digit limit.
+        ("[" * 50_000, "nested too deeply"),
+        ('{"text": ' + "9" * 5000 + "}", "invalid JSON"),
+        (b'{"text": "\xff"}', "invalid JSON"),
     ],
 )
 def test_post_message_with_bad_input_is_answered_400_and_stores_nothing(client, body, error):
@@ -40,6 +65,41 @@ def test_post_message_with_bad_input_is_answered_400_and_stores_nothing(client, 
     assert response.status_code == 400
     assert error in response.json()["error"]
     assert Message.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 50_000, '{"steps": ' + "9" * 5000 + "}"],
+    ids=["nested-too-deeply", "integer-over-digit-limit"],
+)
+def test_post_job_with_json_that_python_cannot_parse_is_answered_400(client, body):
+    """Tests that the job endpoint refuses JSON json.loads raises on with 400, like the message endpoint."""
+    response = client.post("/api/jobs", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "invalid JSON" in response.json()["error"]
+    assert Job.objects.count() == 0
+
+
+# Emoji (with skin tone, ZWJ sequence and flag), Hebrew and Arabic (right to left), mixed direction
+# with a bidi mark, combining accents, and a character outside the Basic Multilingual Plane.
+UNICODE_TEXTS = [
+    "party 🎉👍🏽 family 👩‍👩‍👧 flag 🇺🇦",
+    "שלום עולם",
+    "مرحبا بالعالم",
+    "abc \u200fשלום\u200e 123 عربى",
+    "e\u0301 a\u0308 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+]
+
+
+@pytest.mark.parametrize("text", UNICODE_TEXTS)
+def test_emoji_and_right_to_left_text_round_trip_unchanged(api, client, text):
+    """Tests that any storable text comes back from POST, the list and the page exactly as sent."""
+    response = api.post("/api/messages", {"text": text})
+    assert response.status_code == 201
+    assert response.json()["text"] == text
+    listed = api.get("/api/messages", after=response.json()["id"] - 1).json()["messages"]
+    assert [m["text"] for m in listed] == [text]
+    assert text in client.get("/").content.decode()
 
 
 def test_post_message_of_exactly_500_characters_is_accepted(api):
@@ -98,6 +158,13 @@ def test_list_messages_after_id_with_limit_pages_in_ascending_order(api):
     [
         ({"after": "x"}, "after must be an integer"),
         ({"after": "-1"}, "after must be between"),
+        ({"after": "99999999999999999999"}, "after must be between"),
+        ({"after": "9" * 5000}, "after must be between"),
+        # Python's int() takes these; a query parameter should not.
+        ({"after": "1_0"}, "after must be an integer"),
+        ({"after": " 1"}, "after must be an integer"),
+        ({"after": "\u0661"}, "after must be an integer"),
+        ({"after": "1\x00"}, "after must be an integer"),
         ({"limit": "0"}, "limit must be between 1 and 200"),
         ({"limit": "201"}, "limit must be between 1 and 200"),
     ],
@@ -109,11 +176,47 @@ def test_list_messages_with_bad_parameters_is_answered_400(api, params, error):
     assert error in response.json()["error"]
 
 
-def test_unsupported_method_is_answered_405_with_allow(client):
-    """Tests that a DELETE gets a JSON 405 that lists the allowed methods."""
-    response = client.delete("/api/messages")
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("delete", "/api/messages", "GET, HEAD, POST"),
+        ("get", "/api/jobs", "POST"),
+        ("post", "/api/jobs/1", "GET, HEAD"),
+        ("post", "/healthz", "GET, HEAD"),
+        ("put", "/ws/healthz", "GET, HEAD"),
+    ],
+)
+def test_unsupported_method_is_answered_json_405_with_allow(client, method, path, allowed):
+    """Tests that a method an endpoint does not serve gets a JSON 405 whose Allow lists HEAD with GET."""
+    response = getattr(client, method)(path)
     assert response.status_code == 405
-    assert response["Allow"] == "GET, POST"
+    assert response["Allow"] == allowed
+    assert "method not allowed" in response.json()["error"]
+
+
+def test_board_page_refuses_post_with_405_allowing_get_and_head(client):
+    """Tests that the page answers a POST with 405 and Allow: GET, HEAD."""
+    response = client.post("/")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/ws/healthz", "/api/messages?limit=5", "/api/jobs/{job}"])
+def test_head_is_answered_like_get_without_a_body(client, path):
+    """Tests that HEAD on every GET endpoint gets GET's status and headers, and no body."""
+    job = Job.objects.create(total=1, lease_until="2030-01-01T00:00Z")
+    url = path.format(job=job.id)
+    got = client.get(url)
+    head = client.head(url)
+    assert got.status_code == 200
+    assert head.status_code == got.status_code
+    assert head["Content-Type"] == got["Content-Type"]
+    assert head.content == b""
+
+
+def test_head_on_an_unknown_job_is_404_like_get(client):
+    """Tests that HEAD answers the same 404 as GET for a job that does not exist."""
+    assert client.head("/api/jobs/424242").status_code == client.get("/api/jobs/424242").status_code == 404
 
 
 def test_post_job_returns_202_queued_and_is_sent_to_the_jobs_channel(api):
@@ -208,3 +311,27 @@ def test_every_response_carries_the_request_id_from_nginx(client):
     assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
     made_up = client.get("/healthz", HTTP_X_REQUEST_ID="bad id\nwith newline")["X-Request-ID"]
     assert made_up != "bad id\nwith newline" and len(made_up) == 32
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("get", {"path": "/api/messages?" + "a&" * 1001}),
+        ("get", {"path": "/healthz", "HTTP_HOST": "localhost:8080@evil.example"}),
+        ("post", {"path": "/api/messages", "data": "a", "content_type": "multipart/form-data"}),
+        ("post", {"path": "/api/messages", "data": "a&" * 1001, "content_type": "application/x-www-form-urlencoded"}),
+    ],
+    ids=["too-many-query-parameters", "disallowed-host", "multipart-without-boundary", "too-many-form-fields"],
+)
+def test_request_django_cannot_read_is_a_json_400_logged_as_one_warning_without_traceback(method, kwargs):
+    """Tests that a request Django refuses while reading it gets a JSON 400 and one WARNING log line, not
+    an ERROR with a traceback."""
+    client = Client(enforce_csrf_checks=True)
+    token = client.get("/").cookies["csrftoken"].value
+    path = kwargs.pop("path")
+    with app_log() as log:
+        response = getattr(client, method)(path, HTTP_X_CSRFTOKEN=token, **kwargs)
+    assert response.status_code == 400
+    assert "bad request" in response.json()["error"]
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and " WARNING " in lines[0], lines

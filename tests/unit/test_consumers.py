@@ -49,7 +49,7 @@ async def receive_until_ready(ws) -> list[dict]:
     ids=["foreign", "null", "missing"],
 )
 async def test_board_handshake_with_foreign_or_missing_origin_is_refused(origin):
-    """Tests that AllowedHostsOriginValidator refuses a handshake whose Origin is not an allowed host."""
+    """Tests that a handshake whose Origin is foreign, "null" or missing is refused."""
     assert await is_refused(communicator("/ws/board/", origin=origin))
 
 
@@ -62,9 +62,9 @@ async def test_board_handshake_from_an_allowed_origin_is_accepted():
     await ws.disconnect()
 
 
-@pytest.mark.parametrize("after", ["x", "-1"])
+@pytest.mark.parametrize("after", ["x", "-1", "1_0", "%D9%A1", "99999999999999999999", "9" * 5000])
 async def test_board_handshake_with_a_bad_after_is_refused(after):
-    """Tests that a resume point that is not a non-negative integer refuses the handshake."""
+    """Tests that a resume point that is not a non-negative 64-bit integer in ASCII digits refuses the handshake."""
     assert await is_refused(communicator(f"/ws/board/?after={after}"))
 
 
@@ -127,6 +127,13 @@ async def test_board_fills_a_gap_when_a_broadcast_overtakes_an_earlier_one():
         (json.dumps({"type": "post", "text": " "}), "must not be blank"),
         (json.dumps({"type": "post", "text": "x" * 501}), "at most 500 characters"),
         (json.dumps({"type": "post", "text": 7}), "must be a string"),
+        # Text no database can store: the frame is refused, the socket stays open (it was closed 1011).
+        ('{"type": "post", "text": "\\ud800"}', "lone surrogate (U+D800)"),
+        ('{"type": "post", "text": "a\\udc00b"}', "lone surrogate (U+DC00)"),
+        ('{"type": "post", "text": "a\\u0000b"}', "must not contain NUL"),
+        # What json.loads raises besides JSONDecodeError.
+        ("[" * 50_000, "nested too deeply"),
+        ('{"type": "post", "text": ' + "9" * 5000 + "}", "invalid JSON"),
     ],
 )
 async def test_board_answers_a_bad_frame_with_an_error_and_stays_open(frame, error):
@@ -146,9 +153,44 @@ async def test_board_answers_a_bad_frame_with_an_error_and_stays_open(frame, err
     await ws.disconnect()
 
 
-async def test_job_socket_for_an_unknown_job_is_refused():
-    """Tests that watching a job that does not exist refuses the handshake."""
-    assert await is_refused(communicator("/ws/jobs/424242/"))
+@pytest.mark.parametrize(
+    "text",
+    [
+        "party 🎉👍🏽 family 👩‍👩‍👧 flag 🇺🇦",
+        "שלום עולם",
+        "مرحبا بالعالم",
+        "abc \u200fשלום\u200e 123 عربى",
+        "e\u0301 a\u0308 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    ],
+)
+async def test_emoji_and_right_to_left_text_posted_over_the_socket_round_trip_unchanged(text):
+    """Tests that storable text posted as a frame is stored and sent back exactly as sent."""
+    ws = communicator("/ws/board/?after=0")
+    await ws.connect()
+    await receive_until_ready(ws)
+    await ws.send_json_to({"type": "post", "text": text})
+    frame = await ws.receive_json_from(timeout=5)
+    assert (frame["type"], frame["text"]) == ("message", text)
+    assert (await database_sync_to_async(Message.objects.get)(pk=frame["id"])).text == text
+    await ws.disconnect()
+
+
+async def test_job_socket_with_a_bad_frame_answers_an_error_and_stays_open():
+    """Tests that the job socket answers even an unparseable frame with an error frame, not a close."""
+    job = await database_sync_to_async(Job.objects.create)(total=3, lease_until="2030-01-01T00:00Z")
+    ws = communicator(f"/ws/jobs/{job.id}/")
+    await ws.connect()
+    await ws.receive_json_from(timeout=5)
+    for frame in ["[" * 50_000, '{"x": "\\ud800"}']:
+        await ws.send_to(text_data=frame)
+        assert (await ws.receive_json_from(timeout=5))["type"] == "error"
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("job_id", ["424242", "99999999999999999999999"])
+async def test_job_socket_for_an_unknown_job_is_refused(job_id):
+    """Tests that watching a job that does not exist, or could not, refuses the handshake."""
+    assert await is_refused(communicator(f"/ws/jobs/{job_id}/"))
 
 
 async def test_job_socket_sends_the_current_state_at_once_then_progress():

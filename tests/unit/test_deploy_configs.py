@@ -89,6 +89,19 @@ def test_nginx_accepts_the_rendered_configuration(tmp_path, daphne_processes):
     assert site.count(":810") == daphne_processes
 
 
+def test_nginx_accepts_the_site_with_trusted_proxies_and_names_that_need_escaping(tmp_path):
+    """Tests that `nginx -t` accepts trusted proxies (IPv4, IPv6 CIDRs) and names with regex characters."""
+    check, conf_dir = nginx_check(
+        tmp_path,
+        'nginx_trusted_proxies=[10.0.0.0/8, 192.0.2.10, "2001:db8::/32"]',
+        'nginx_server_names=[board.example.com, "[::1]", my-host.internal]',
+    )
+    assert check.returncode == 0, check.stderr
+    site = (conf_dir / "conf.d" / "channels-stack.conf").read_text()
+    assert "set_real_ip_from 2001:db8::/32;" in site
+    assert "(?:board\\.example\\.com|\\[::1\\]|my\\-host\\.internal)" in site
+
+
 def test_nginx_rejects_a_broken_rendering(tmp_path):
     """Tests that the nginx check can fail: a bad rate value is refused by `nginx -t`."""
     check, _ = nginx_check(tmp_path, "nginx_api_rate=lots")

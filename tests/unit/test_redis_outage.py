@@ -59,7 +59,9 @@ async def test_open_board_socket_is_closed_with_4503_when_redis_dies(throwaway_r
             "CONFIG": {"hosts": [{"address": throwaway_redis.url, "socket_connect_timeout": 1}]},
         }
     }
-    ws = WebsocketCommunicator(application, "/ws/board/?after=0", headers=[(b"origin", b"http://localhost")])
+    ws = WebsocketCommunicator(
+        application, "/ws/board/?after=0", headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
+    )
     assert (await ws.connect())[0] is True
     assert (await ws.receive_json_from(timeout=5))["type"] == "ready"
     throwaway_redis.stop()

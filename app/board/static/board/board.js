@@ -35,6 +35,8 @@
     time.textContent = new Date(message.created).toISOString().slice(11, 19);
     const text = document.createElement("span");
     text.className = "text";
+    // Each message runs in its own direction (Hebrew, Arabic: right to left), isolated from the rest.
+    text.dir = "auto";
     text.textContent = message.text;
     item.append(time, " ", text);
     list.append(item);
@@ -76,10 +78,12 @@
     const input = document.getElementById("text");
     const error = document.getElementById("post-error");
     error.textContent = "";
+    const text = input.value;
     try {
       // The message is shown when it arrives over the socket, like everyone else's.
-      await postJson("/api/messages", { text: input.value });
-      input.value = "";
+      await postJson("/api/messages", { text });
+      // Keep whatever was typed while the post was on its way.
+      if (input.value === text) input.value = "";
     } catch (err) {
       error.textContent = err.message;
     }

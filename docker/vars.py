@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
         print(f"VARS: {exc}", file=sys.stderr)
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = f"# Staged by docker/vars.py from {source} (git-ignored; rewritten by every make up VARS=...).\n"
+    header = f"---\n# Staged by docker/vars.py from {source} (git-ignored; rewritten by every make up VARS=...).\n"
     body = yaml.safe_dump(variables, default_flow_style=False, sort_keys=True) if variables else "{}\n"
     out.write_text(header + body)
     print(f"VARS: {len(variables)} variable(s) from {source}: {', '.join(sorted(variables)) or 'none'}")

@@ -87,7 +87,7 @@ def fanout_table(results: dict) -> str:
                 f"| {size:,} | {name} | {_num(v['hs'])} ({r['handshakes']['failed']}) "
                 f"| {_num(v['d50'])} / {_num(v['d99'])} / {_num(v['dmax'])} | {_num(v['f50'])} / {_num(v['f99'])} "
                 f"| {r['lost']} / {r['duplicates']} | {_num(v['dps'])} | {_num(v['p50'], 1)} / {_num(v['p99'], 1)} "
-                f"| {_num(v['cpu'], 1)} | {_num(v['rss'])} | {_num(v['kps'], 1)} "
+                f"| {_num(v['cpu'], 2)} | {_num(v['rss'])} | {_num(v['kps'], 1)} "
                 f"| {_num(v['load'], 1)} ({_num(r['loadgen']['busiest_core_share'], 2)}) |"
             )
         if "stack" in runs and "bare" in runs:

@@ -29,7 +29,7 @@ QUICK_SIZES = [100, 1000]
 
 
 def parse_sizes(text: str) -> list[int]:
-    """"100,1000" -> [100, 1000]. Raises ValueError for anything but positive integers."""
+    """ "100,1000" -> [100, 1000]. Raises ValueError for anything but positive integers."""
     sizes = []
     for part in text.split(","):
         part = part.strip().replace("_", "")

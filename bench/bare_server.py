@@ -73,7 +73,7 @@ async def http_client(board: Board, reader: asyncio.StreamReader, writer: asynci
                     text = json.loads(body)["text"]
                     status, payload = 201, board.post(str(text))
                 except (ValueError, KeyError, TypeError):
-                    status, payload = 400, {"error": "expected {\"text\": ...}"}
+                    status, payload = 400, {"error": 'expected {"text": ...}'}
             elif method == "GET" and target == "/":
                 status, payload = 200, {"server": "bare"}
             else:

@@ -26,6 +26,8 @@ from bench.targets import BareServer, ComposeStack, TargetError
 
 FULL_SIZES = [100, 1000, 2000, 5000]
 QUICK_SIZES = [100, 1000]
+WARMUP_SOCKETS = 20
+WARMUP_POSTS = 5
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -103,6 +105,19 @@ def run_all(args: argparse.Namespace) -> dict:
     with BareServer(args.bare_ws_port, args.bare_http_port) as bare:
         targets = [t for t in (stack, bare) if t is not None]
         results["targets"] = {t.name: t.how for t in targets}
+        for target in targets:
+            # Not recorded: the first sockets and posts of a fresh server pay for imports, caches and
+            # connection pools that every later run finds ready.
+            log(f"warm-up: {WARMUP_SOCKETS} sockets on {target.name}")
+            fanout(
+                target,
+                WARMUP_SOCKETS,
+                run=f"{run_id}-{target.name}-warmup",
+                receivers=1,
+                rate=args.rate,
+                posts=WARMUP_POSTS,
+                drain_timeout=10,
+            )
         for size in args.sizes:
             for target in targets:
                 settle(target)

@@ -37,6 +37,8 @@ def program_name(proc: psutil.Process) -> str:
     if not cmdline:
         return proc.name()
     joined = " ".join(cmdline)
+    if cmdline[0].endswith("/tini"):
+        return "tini"
     if "daphne" in joined and "--port" in cmdline:
         return f"daphne:{cmdline[cmdline.index('--port') + 1]}"
     if "gunicorn" in joined:

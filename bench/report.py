@@ -30,7 +30,7 @@ def _num(value, digits: int = 0) -> str:
 
 def _ratio(value, baseline) -> str:
     r = ratio(value, baseline)
-    return "–" if r is None else f"×{r:g}"
+    return "–" if r is None else f"×{r:.3g}"
 
 
 def one_line(result: dict) -> str:
@@ -208,6 +208,9 @@ def plot(results: dict, path: Path) -> Path:
                 axis.plot(sizes, values, line, color=color, marker="o", label=f"{label} {stat}")
         axis.set_xscale("log")
         axis.set_yscale("log")
+        sizes = sorted({r["sockets"] for r in results["fanout"]})
+        axis.set_xticks(sizes, [f"{s:,}" for s in sizes])
+        axis.minorticks_off()
         axis.set_xlabel("open sockets")
         axis.set_ylabel("ms")
         axis.set_title(title)

@@ -204,7 +204,7 @@ def plot(results: dict, path: Path) -> Path:
                 continue
             sizes = [r["sockets"] for r in runs]
             for stat, line in (("p99", "-"), ("p50", ":")):
-                values = [r[key][stat] for r in runs]
+                values = [float("nan") if r[key][stat] is None else r[key][stat] for r in runs]
                 axis.plot(sizes, values, line, color=color, marker="o", label=f"{label} {stat}")
         axis.set_xscale("log")
         axis.set_yscale("log")

@@ -32,6 +32,7 @@ test-bench: compose-prepare $(VENV_STAMP) ## Bench tier: `make bench` --quick on
 	BENCH_RESULTS=$(TEST_BENCH_OUT) $(VENV)/bin/python -m pytest -p no:django -p no:cacheprovider tests/bench
 
 bench-clean:
+	@echo "clean: removing the bench stacks '$(BENCH_COMPOSE_PROJECT)', '$(TEST_BENCH_COMPOSE_PROJECT)' and the images channels-stack/*:$(BENCH_IMAGE_TAG)"
 	-@$(COMPOSE) -p $(BENCH_COMPOSE_PROJECT) down --volumes --remove-orphans
 	-@$(COMPOSE) -p $(TEST_BENCH_COMPOSE_PROJECT) down --volumes --remove-orphans
 	-@docker image rm channels-stack/app:$(BENCH_IMAGE_TAG) channels-stack/nginx:$(BENCH_IMAGE_TAG) \

@@ -54,6 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle-max", type=int, help="idle capacity: most sockets tried (default 8000; --quick 1000)")
     parser.add_argument("--idle-step", type=int, default=500, help="idle capacity: sockets per step")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle capacity probe")
+    parser.add_argument(
+        "--handshakes-in-flight", type=int, default=100, help="handshakes at once per receiver process (default 100)"
+    )
+    parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds a handshake may take (default 30)")
     parser.add_argument("--compose", default="docker-compose", help="compose command (default docker-compose)")
     parser.add_argument("--project", help="compose project of the running stack; without it: bare server only")
     parser.add_argument("--bare-ws-port", type=int, default=18201)
@@ -95,6 +99,8 @@ def run_all(args: argparse.Namespace) -> dict:
             "posts": args.posts,
             "receivers": args.receivers,
             "drain_timeout_s": args.drain_timeout,
+            "handshakes_in_flight": args.handshakes_in_flight,
+            "open_timeout_s": args.open_timeout,
             "quick": args.quick,
         },
         "targets": {},
@@ -130,6 +136,8 @@ def run_all(args: argparse.Namespace) -> dict:
                     rate=args.rate,
                     posts=args.posts,
                     drain_timeout=args.drain_timeout,
+                    open_timeout=args.open_timeout,
+                    concurrency=args.handshakes_in_flight,
                 )
                 results["fanout"].append(result)
                 log("  " + report.one_line(result))
@@ -143,6 +151,8 @@ def run_all(args: argparse.Namespace) -> dict:
                     receivers=args.receivers,
                     max_sockets=args.idle_max,
                     step=args.idle_step,
+                    open_timeout=args.open_timeout,
+                    concurrency=args.handshakes_in_flight,
                 )
                 results["idle"].append(result)
                 log(f"  held {result['held']} ({result['stopped']}), {result['kib_per_socket']} KiB per socket")

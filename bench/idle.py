@@ -28,13 +28,14 @@ def idle_capacity(
     hold_s: float = 5.0,
     max_failed_share: float = 0.02,
     open_timeout: float = 30.0,
+    concurrency: int = 100,
 ) -> dict:
     started = time.monotonic()
     after = Poster(target.site, run, 1, 0).latest_id()
     attempted, failed, failures, stopped = 0, 0, Counter(), "cap"
     with Sampler(target.processes()) as server:
         rss_before = server.rss()
-        with ReceiverPool(target.endpoint, receivers, open_timeout=open_timeout) as pool:
+        with ReceiverPool(target.endpoint, receivers, open_timeout=open_timeout, concurrency=concurrency) as pool:
             while attempted < max_sockets:
                 count = min(step, max_sockets - attempted)
                 result = pool.connect(count, after)

@@ -39,12 +39,13 @@ def fanout(
     posts: int,
     drain_timeout: float,
     open_timeout: float = 30.0,
+    concurrency: int = 100,
 ) -> dict:
     poster = Poster(target.site, run, rate, posts)
     after = poster.latest_id()
     with Sampler(target.processes()) as server:
         rss_before = server.rss()
-        with ReceiverPool(target.endpoint, receivers, open_timeout=open_timeout) as pool:
+        with ReceiverPool(target.endpoint, receivers, open_timeout=open_timeout, concurrency=concurrency) as pool:
             loadgen_procs = [Named(f"receiver#{i + 1}", pid) for i, pid in enumerate(pool.pids)]
             loadgen_procs.append(Named("poster+harness", os.getpid()))
             with Sampler(loadgen_procs, interval=1.0) as loadgen:

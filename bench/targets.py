@@ -17,12 +17,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench.poster import Site
 from bench.procs import Named, container_processes
 from bench.receivers import Endpoint
 
 STACK_HOST = "localhost"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class TargetError(Exception):
@@ -58,9 +60,11 @@ class ComposeStack:
         return container_processes(self.compose, self.project)
 
 
-def _wait_port(port: int, timeout: float) -> None:
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TargetError(f"bare server exited with status {proc.returncode} before listening on {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -78,10 +82,11 @@ class BareServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.bare_server", "--ws-port", str(ws_port), "--http-port", str(http_port)],
             stdout=subprocess.DEVNULL,
+            cwd=ROOT,
         )
         try:
-            _wait_port(ws_port, 15)
-            _wait_port(http_port, 15)
+            _wait_port(ws_port, 15, self.proc)
+            _wait_port(http_port, 15, self.proc)
         except TargetError:
             self.stop()
             raise

@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=10.0, help="posts per second (default 10)")
     parser.add_argument("--posts", type=int, help="posts per run (default 50; --quick 30)")
     parser.add_argument("--receivers", type=int, default=worker_count_default(), help="receiver processes")
-    parser.add_argument("--drain-timeout", type=float, help="seconds to wait for deliveries (default 60; --quick 20)")
+    parser.add_argument("--drain-timeout", type=float, help="seconds to wait for deliveries (default 120; --quick 20)")
     parser.add_argument("--idle-max", type=int, help="idle capacity: most sockets tried (default 8000; --quick 1000)")
     parser.add_argument("--idle-step", type=int, default=500, help="idle capacity: sockets per step")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle capacity probe")
@@ -65,11 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="output folder")
     args = parser.parse_args(argv)
     try:
-        args.sizes = parse_sizes(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else FULL_SIZES)
+        args.sizes = sorted(set(parse_sizes(args.sizes))) if args.sizes else (QUICK_SIZES if args.quick else FULL_SIZES)
     except ValueError as exc:
         parser.error(str(exc))
     args.posts = args.posts if args.posts is not None else (30 if args.quick else 50)
-    args.drain_timeout = args.drain_timeout if args.drain_timeout is not None else (20.0 if args.quick else 60.0)
+    args.drain_timeout = args.drain_timeout if args.drain_timeout is not None else (20.0 if args.quick else 120.0)
     args.idle_max = args.idle_max if args.idle_max is not None else (1000 if args.quick else 8000)
     if args.receivers < 1 or args.posts < 1 or args.rate <= 0:
         parser.error("--receivers and --posts must be at least 1, --rate above 0")
@@ -111,6 +111,7 @@ def run_all(args: argparse.Namespace) -> dict:
     with BareServer(args.bare_ws_port, args.bare_http_port) as bare:
         targets = [t for t in (stack, bare) if t is not None]
         results["targets"] = {t.name: t.how for t in targets}
+        baseline = {}
         for target in targets:
             # Not recorded: the first sockets and posts of a fresh server pay for imports, caches and
             # connection pools that every later run finds ready.
@@ -124,6 +125,9 @@ def run_all(args: argparse.Namespace) -> dict:
                 posts=WARMUP_POSTS,
                 drain_timeout=10,
             )
+            with Sampler(target.processes()) as sampler:
+                wait_quiet(sampler)
+                baseline[target.name] = sum(sampler.rss().values())
         for size in args.sizes:
             for target in targets:
                 settle(target)
@@ -138,13 +142,15 @@ def run_all(args: argparse.Namespace) -> dict:
                     drain_timeout=args.drain_timeout,
                     open_timeout=args.open_timeout,
                     concurrency=args.handshakes_in_flight,
+                    baseline_rss_kib=baseline[target.name],
                 )
                 results["fanout"].append(result)
                 log("  " + report.one_line(result))
         if not args.no_idle:
             for target in targets:
+                log(f"idle capacity of {target.name}: restarted first, then up to {args.idle_max} sockets")
+                target.restart()
                 settle(target)
-                log(f"idle capacity of {target.name}: up to {args.idle_max} sockets")
                 result = idle_capacity(
                     target,
                     run=f"{run_id}-{target.name}-idle",

@@ -1,11 +1,12 @@
 """Idle capacity: how many idle board sockets a server holds, and what each costs in memory.
 
-Sockets are opened in steps of `step` (no posts) until a step has more than `max_failed_share` of
-its handshakes fail or `max_sockets` are open; then they are held `hold_s` seconds (the servers'
-pings keep running) and counted again. Result: held (sockets still open after the hold), attempted,
-failed, failures {reason: n}, stopped ("cap" or "failures"), kib_per_socket (RSS of every server
-process after the hold minus before the first step, summed, per held socket), rss_kib {process:
-KiB} after the hold, seconds.
+Run on freshly started servers (`__main__` restarts them first): a heap grown by an earlier run
+would hide the cost of new sockets. Sockets are opened in steps of `step` (no posts) until a step
+has more than `max_failed_share` of its handshakes fail or `max_sockets` are open; then they are
+held `hold_s` seconds (the servers' pings keep running) and counted again. Result: held (sockets
+still open after the hold), attempted, failed, failures {reason: n}, stopped ("cap" or "failures"),
+kib_per_socket (RSS of every server process after the hold minus before the first step, summed, per
+held socket), rss_kib {process: KiB} after the hold, seconds.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from bench.protocol import parse_frame, parse_text
 
@@ -67,6 +67,8 @@ def _reason(exc: BaseException) -> str:
         return "refused"
     if isinstance(exc, ConnectionResetError):
         return "reset"
+    if isinstance(exc, InvalidMessage):
+        return "closed without an HTTP answer"
     return type(exc).__name__
 
 

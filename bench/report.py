@@ -65,7 +65,7 @@ def _row_values(r: dict) -> dict:
 
 HEADER = (
     "| sockets | server | handshakes/s (failed) | delivery p50 / p99 / max ms | fan-out p50 / p99 ms "
-    "| lost / dup | deliveries/s | POST p50 / p99 ms | server CPU s | server peak RSS MiB | KiB / socket "
+    "| missing / dup | deliveries/s | POST p50 / p99 ms | server CPU s | server peak RSS MiB | KiB / socket "
     "| load-gen CPU s (busiest) |\n"
     "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
@@ -171,13 +171,20 @@ def markdown(results: dict, image: str | None = "latency.png") -> str:
         fanout_table(results),
         "",
         "*delivery*: post sent → frame read, every socket; *fan-out*: post sent → its last socket's "
-        "frame; *lost*: posts answered 201 that an open socket never showed; *KiB / socket*: RSS growth "
-        "of every server process from no sockets to all open, per socket; *load-gen CPU*: receivers "
-        "and poster during the fan-out, (busiest receiver's share of one core).",
+        "frame; *missing*: deliveries of posts answered 201 that an open socket had not shown "
+        f"{results['settings'].get('drain_timeout_s', '?')} s after the last post (lost, or later than that); "
+        "*KiB / socket*: RSS of every server process with all sockets open minus the same after the warm-up, "
+        "per socket; *load-gen CPU*: receivers and poster during the fan-out (the busiest receiver's share "
+        "of one core: near 1 the client set the pace).",
     ]
     idle = idle_table(results)
     if idle:
-        parts += ["", "Idle capacity (sockets opened in steps through the same path, held 5 s):", "", idle]
+        parts += [
+            "",
+            "Idle capacity (each server restarted first; sockets opened in steps through the same path, held 5 s):",
+            "",
+            idle,
+        ]
     procs = process_table(results)
     if procs:
         parts += ["", procs]

@@ -12,8 +12,10 @@ The result (one JSON object; times in ms, CPU in s, memory in KiB):
   last delivery, per post); expected, deliveries, lost, duplicates, closed_during_run,
   deliveries_per_s (from the first post to the last delivery);
   server: cpu_s {process: s} and cpu_s_total for the fan-out phase, cpu_connect_s_total for the
-  handshake phase, peak_rss_kib {process: KiB} and peak_rss_kib_total, kib_per_socket (RSS
-  after the handshakes minus before, summed over every process, per open socket);
+  handshake phase, peak_rss_kib {process: KiB} and peak_rss_kib_total, kib_per_socket (RSS of
+  every process with the sockets open minus `baseline_rss_kib`, the server's total RSS just after
+  its warm-up, per open socket: heaps do not shrink, so with sizes run in ascending order this is
+  the cost per socket at the largest size so far; without a baseline, the growth within this run);
   loadgen: cpu_s {process: s}, cpu_s_total, busiest_core_share (the busiest load process's CPU
   over the fan-out phase's wall time; near 1.0 means the client, not the server, set the pace).
 """
@@ -40,6 +42,7 @@ def fanout(
     drain_timeout: float,
     open_timeout: float = 30.0,
     concurrency: int = 100,
+    baseline_rss_kib: int | None = None,
 ) -> dict:
     poster = Poster(target.site, run, rate, posts)
     after = poster.latest_id()
@@ -66,7 +69,8 @@ def fanout(
     receivers_cpu = [v for k, v in load_cpu.items() if k.startswith("receiver")]
     connect_s = (handshakes["last_ready"] - handshakes["first_attempt"]) if handshakes["last_ready"] else None
     delivery_window = (drained["last_delivery"] - posting["started"]) if drained["last_delivery"] else None
-    rss_growth = sum(rss_connected.values()) - sum(rss_before.values())
+    baseline = sum(rss_before.values()) if baseline_rss_kib is None else baseline_rss_kib
+    rss_growth = sum(rss_connected.values()) - baseline
     return {
         "server": target.name,
         "sockets": size,

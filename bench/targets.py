@@ -59,6 +59,25 @@ class ComposeStack:
     def processes(self) -> list[Named]:
         return container_processes(self.compose, self.project)
 
+    def restart(self, timeout: float = 180.0) -> None:
+        """Restart the app and nginx containers (fresh processes, no grown heaps) and wait for health."""
+        subprocess.run([*self.compose, "-p", self.project, "restart", "app", "nginx"], check=True, capture_output=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ids = subprocess.run(
+                [*self.compose, "-p", self.project, "ps", "-q"], check=True, capture_output=True, text=True
+            ).stdout.split()
+            states = subprocess.run(
+                ["docker", "inspect", "--format", "{{.State.Health.Status}}", *ids],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if states and all(state == "healthy" for state in states):
+                self.__init__(self.compose, self.project)
+                return
+            time.sleep(2)
+        raise TargetError(f"compose project {self.project!r} not healthy {timeout} s after a restart")
+
 
 def _wait_port(port: int, timeout: float, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout
@@ -79,6 +98,11 @@ class BareServer:
     name = "bare"
 
     def __init__(self, ws_port: int, http_port: int):
+        self.ports = (ws_port, http_port)
+        self.start()
+
+    def start(self) -> None:
+        ws_port, http_port = self.ports
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.bare_server", "--ws-port", str(ws_port), "--http-port", str(http_port)],
             stdout=subprocess.DEVNULL,
@@ -96,6 +120,11 @@ class BareServer:
 
     def processes(self) -> list[Named]:
         return [Named("bare/server", self.proc.pid)]
+
+    def restart(self) -> None:
+        """A fresh server process (no grown heap; its messages are gone)."""
+        self.stop()
+        self.start()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -39,7 +39,7 @@ def one_line(result: dict) -> str:
     return (
         f"{result['server']} {result['sockets']}: {hs['ok']} open ({hs['failed']} failed, {_num(hs['per_s'])}/s), "
         f"delivery p50 {_num(d['p50'])} p99 {_num(d['p99'])} max {_num(d['max'])} ms, "
-        f"fan-out p99 {_num(f['p99'])} ms, lost {result['lost']}, dup {result['duplicates']}, "
+        f"fan-out p99 {_num(f['p99'])} ms, missing {result['lost']}, dup {result['duplicates']}, "
         f"server CPU {result['server_usage']['cpu_s_total']} s, load-gen CPU {result['loadgen']['cpu_s_total']} s"
     )
 

@@ -7,6 +7,7 @@ request's fate depends on how fast the test runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -206,6 +207,10 @@ def start_site(tmp_path: Path, echo_port: int, *sets: str):
         process.wait(timeout=10)
 
 
+# The same, for a `with` block in a test that renders the site with variables of its own.
+running_site = contextlib.contextmanager(start_site)
+
+
 @pytest.fixture
 def site(tmp_path, echo):
     """The site with the defaults: no trusted proxy in front."""
@@ -338,7 +343,7 @@ def limits(**variables) -> list[str]:
 def test_handshakes_from_one_address_pass_up_to_the_burst_and_the_next_gets_429(tmp_path, echo):
     """Tests that one address gets its first handshake plus `burst` more, the next one 429, and that
     another address is not affected."""
-    for site in start_site(tmp_path, echo, *limits(ws_rate=SLOW, ws_burst=5, ws_delay=5)):
+    with running_site(tmp_path, echo, *limits(ws_rate=SLOW, ws_burst=5, ws_delay=5)) as site:
         assert [site.handshake("127.0.0.2") for _ in range(6)] == [200] * 6
         assert site.handshake("127.0.0.2") == 429
         assert site.handshake("127.0.0.3") == 200
@@ -348,7 +353,7 @@ def test_handshakes_from_one_address_pass_up_to_the_burst_and_the_next_gets_429(
 def test_handshakes_past_the_delay_wait_in_nginx_and_past_the_burst_get_429(tmp_path, echo):
     """Tests the two stages of one address's limit: handshakes up to `delay` pass at once, the next
     ones up to `burst` are held by Nginx (not refused), and the one after them gets 429 at once."""
-    for site in start_site(tmp_path, echo, *limits(ws_rate=SLOW, ws_delay=2, ws_burst=4)):
+    with running_site(tmp_path, echo, *limits(ws_rate=SLOW, ws_delay=2, ws_burst=4)) as site:
         assert [site.handshake("127.0.0.2") for _ in range(3)] == [200] * 3
         held = []
         for n in (1, 2):
@@ -364,7 +369,7 @@ def test_handshakes_past_the_delay_wait_in_nginx_and_past_the_burst_get_429(tmp_
 def test_site_wide_cap_holds_across_client_addresses(tmp_path, echo):
     """Tests that the whole site gets its first handshake plus `burst` more, whichever addresses they
     come from, and the next one gets 429 from an address that has sent nothing yet."""
-    for site in start_site(tmp_path, echo, *limits(ws_site_rate=SLOW, ws_site_burst=3, ws_site_delay=3)):
+    with running_site(tmp_path, echo, *limits(ws_site_rate=SLOW, ws_site_burst=3, ws_site_delay=3)) as site:
         assert [site.handshake(f"127.0.0.{n}") for n in range(2, 6)] == [200] * 4
         assert site.handshake("127.0.0.6") == 429
         assert site.handshake("127.0.0.2") == 429
@@ -374,7 +379,7 @@ def test_address_over_its_own_limit_does_not_use_up_the_sites_budget(tmp_path, e
     """Tests that handshakes one address had refused count against nothing of the site's: the other
     addresses still get the site's whole burst."""
     variables = limits(ws_rate=SLOW, ws_burst=1, ws_delay=1, ws_site_rate=SLOW, ws_site_burst=4, ws_site_delay=4)
-    for site in start_site(tmp_path, echo, *variables):
+    with running_site(tmp_path, echo, *variables) as site:
         assert [site.handshake("127.0.0.2") for _ in range(10)] == [200] * 2 + [429] * 8
         assert [site.handshake(f"127.0.0.{n}") for n in range(3, 6)] == [200] * 3
         assert site.handshake("127.0.0.6") == 429
@@ -383,7 +388,7 @@ def test_address_over_its_own_limit_does_not_use_up_the_sites_budget(tmp_path, e
 def test_open_websockets_per_address_are_capped_and_a_closed_one_frees_its_place(tmp_path, echo):
     """Tests that an address holding `ws_conn_per_address` open sockets gets 429 for the next, that
     another address does not, and that once one is closed the address can open another."""
-    for site in start_site(tmp_path, echo, *limits(ws_conn_per_address=3)):
+    with running_site(tmp_path, echo, *limits(ws_conn_per_address=3)) as site:
         sockets = [site.upgrade("127.0.0.2") for _ in range(3)]
         assert [status(sock) for sock in sockets] == [101] * 3
         refused = site.upgrade("127.0.0.2")
@@ -411,7 +416,7 @@ def test_open_websockets_per_address_are_capped_and_a_closed_one_frees_its_place
 def test_health_probe_does_not_queue_behind_handshakes(tmp_path, echo):
     """Tests that /ws/healthz still answers while the handshake limits refuse handshakes: a load
     balancer's probe must not fail because clients are reconnecting."""
-    for site in start_site(tmp_path, echo, *limits(ws_site_rate=SLOW, ws_site_burst=1, ws_site_delay=1)):
+    with running_site(tmp_path, echo, *limits(ws_site_rate=SLOW, ws_site_burst=1, ws_site_delay=1)) as site:
         assert [site.handshake() for _ in range(3)] == [200, 200, 429]
         assert [site.get("/ws/healthz")[0] for _ in range(5)] == [200] * 5
 
@@ -423,7 +428,7 @@ def test_trusted_proxy_gives_each_client_behind_it_its_own_bucket_log_line_and_f
     """Tests that behind a trusted proxy the limit key ($binary_remote_addr after realip), the access
     log and X-Forwarded-For are the client the proxy names, not the proxy."""
     variables = ["nginx_trusted_proxies=[127.0.0.1]", *limits(ws_rate=SLOW, ws_burst=1, ws_delay=1)]
-    for site in start_site(tmp_path, echo, *variables):
+    with running_site(tmp_path, echo, *variables) as site:
         first, second = {"X-Forwarded-For": "198.51.100.1"}, {"X-Forwarded-For": "198.51.100.2"}
         assert [site.handshake(headers=first) for _ in range(3)] == [200, 200, 429]
         assert site.handshake(headers=second) == 200
@@ -441,7 +446,7 @@ def test_forged_x_forwarded_for_from_an_untrusted_client_changes_nothing(tmp_pat
     """Tests that a client not among nginx_trusted_proxies that sends a new X-Forwarded-For with each
     handshake stays in its own bucket, is logged, and is forwarded as its own address."""
     variables = [f"nginx_trusted_proxies={json.dumps(trusted)}", *limits(ws_rate=SLOW, ws_burst=1, ws_delay=1)]
-    for site in start_site(tmp_path, echo, *variables):
+    with running_site(tmp_path, echo, *variables) as site:
         forged = [{"X-Forwarded-For": f"203.0.113.{n}, 127.0.0.1"} for n in range(1, 4)]
         assert [site.handshake("127.0.0.2", headers=headers) for headers in forged] == [200, 200, 429]
         _, echoed = site.get("/", headers=forged[0], source="127.0.0.2")

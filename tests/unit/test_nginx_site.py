@@ -413,6 +413,22 @@ def test_open_websockets_per_address_are_capped_and_a_closed_one_frees_its_place
             sock.close()
 
 
+def test_handshake_held_by_the_rate_limit_does_not_yet_count_as_an_open_socket(tmp_path, echo):
+    """Tests that limit_req runs before limit_conn: a handshake Nginx holds is not refused for the
+    address's open sockets, while one passed at once is."""
+    variables = limits(ws_conn_per_address=1, ws_rate=SLOW, ws_delay=1, ws_burst=3)
+    with running_site(tmp_path, echo, *variables) as site:
+        opened = site.upgrade("127.0.0.2")
+        assert status(opened) == 101
+        assert site.handshake("127.0.0.2") == 429
+        held = site.upgrade("127.0.0.2")
+        wait_for(lambda: "delaying request" in site.error_log(), 10, "the third handshake delayed")
+        assert status(held, timeout=0.5) is None
+        assert site.error_log().count("limiting connections") == 1
+        held.close()
+        opened.close()
+
+
 def test_health_probe_does_not_queue_behind_handshakes(tmp_path, echo):
     """Tests that /ws/healthz still answers while the handshake limits refuse handshakes: a load
     balancer's probe must not fail because clients are reconnecting."""

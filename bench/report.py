@@ -65,7 +65,7 @@ def _row_values(r: dict) -> dict:
 
 HEADER = (
     "| sockets | server | handshakes/s (failed) | delivery p50 / p99 / max ms | fan-out p50 / p99 ms "
-    "| missing / dup | deliveries/s | POST p50 / p99 ms | server CPU s | server peak RSS MiB | KiB / socket "
+    "| missing / dup | deliveries/s | POST p50 / p99 ms (failed) | server CPU s | server peak RSS MiB | KiB / socket "
     "| load-gen CPU s (busiest) |\n"
     "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
@@ -87,6 +87,7 @@ def fanout_table(results: dict) -> str:
                 f"| {size:,} | {name} | {_num(v['hs'])} ({r['handshakes']['failed']}) "
                 f"| {_num(v['d50'])} / {_num(v['d99'])} / {_num(v['dmax'])} | {_num(v['f50'])} / {_num(v['f99'])} "
                 f"| {r['lost']} / {r['duplicates']} | {_num(v['dps'])} | {_num(v['p50'], 1)} / {_num(v['p99'], 1)} "
+                f"({r['posts']['asked'] - r['posts']['ok']}) "
                 f"| {_num(v['cpu'], 2)} | {_num(v['rss'])} | {_num(v['kps'], 1)} "
                 f"| {_num(v['load'], 1)} ({_num(r['loadgen']['busiest_core_share'], 2)}) |"
             )

@@ -60,8 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds a handshake may take (default 30)")
     parser.add_argument("--compose", default="docker-compose", help="compose command (default docker-compose)")
     parser.add_argument("--project", help="compose project of the running stack; without it: bare server only")
-    parser.add_argument("--bare-ws-port", type=int, default=18201)
-    parser.add_argument("--bare-http-port", type=int, default=18202)
+    parser.add_argument(
+        "--bare-ws-port", type=int, default=0, help="bare server's WebSocket port (default: a free one)"
+    )
+    parser.add_argument("--bare-http-port", type=int, default=0, help="bare server's HTTP port (default: a free one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="output folder")
     args = parser.parse_args(argv)
     try:

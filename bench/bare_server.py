@@ -1,6 +1,6 @@
 """The reference: a bare in-memory asyncio broadcast server with the board's protocol.
 
-    python -m bench.bare_server --ws-port 8201 --http-port 8202
+    python -m bench.bare_server --ws-port 18201 --http-port 18202
 
 WebSocket `/ws/board/?after=<id>`: the stored messages after `id` (none without `after`), then
 ``{"type": "ready", "last_id", "served_by"}``, then every new message as ``{"type": "message",

@@ -13,6 +13,7 @@ nginx_server_names, allowed by the compose stack's DJANGO_ALLOWED_HOSTS), Origin
 from __future__ import annotations
 
 import json
+import select
 import socket
 import subprocess
 import sys
@@ -79,17 +80,11 @@ class ComposeStack:
         raise TargetError(f"compose project {self.project!r} not healthy {timeout} s after a restart")
 
 
-def _wait_port(port: int, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise TargetError(f"bare server exited with status {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TargetError(f"bare server: nothing listens on 127.0.0.1:{port} after {timeout} s")
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class BareServer:
@@ -97,23 +92,28 @@ class BareServer:
 
     name = "bare"
 
-    def __init__(self, ws_port: int, http_port: int):
-        self.ports = (ws_port, http_port)
+    def __init__(self, ws_port: int = 0, http_port: int = 0):
+        """Ports 0: free ones, picked now (fixed ports could be another run's server on a shared machine)."""
+        self.ports = (ws_port or free_port(), http_port or free_port())
         self.start()
 
-    def start(self) -> None:
+    def start(self, timeout: float = 15.0) -> None:
         ws_port, http_port = self.ports
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.bare_server", "--ws-port", str(ws_port), "--http-port", str(http_port)],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
             cwd=ROOT,
         )
-        try:
-            _wait_port(ws_port, 15, self.proc)
-            _wait_port(http_port, 15, self.proc)
-        except TargetError:
+        # The server prints its line only once both ports are bound by it: a port that merely answers
+        # could be someone else's server.
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("bare server:"):
             self.stop()
-            raise
+            raise TargetError(
+                f"bare server did not start on 127.0.0.1:{ws_port} and :{http_port} (exit {self.proc.returncode})"
+            )
         self.endpoint = Endpoint("127.0.0.1", ws_port, f"127.0.0.1:{ws_port}", f"http://127.0.0.1:{ws_port}")
         self.site = Site(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{http_port}", f"http://127.0.0.1:{http_port}")
         self.how = f"bench/bare_server.py, one asyncio process, ws://127.0.0.1:{ws_port}/ws/board/"

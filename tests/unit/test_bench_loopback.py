@@ -22,7 +22,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def bare():
-    with BareServer(free_port(), free_port()) as server:
+    with BareServer() as server:
         yield server
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from .stack import AppLog, Site, Supervisor, wait_until
+from .stack import AppLog, NginxLog, Site, Supervisor, wait_until
 from .targets import REPO, make_target
 
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", REPO / "artifacts"))
@@ -66,6 +66,14 @@ def app_host(target):
 def app_log(target, app_host):
     """The app's log on the target, from the start of the test on (AppLog.lines())."""
     log = AppLog(target, app_host)
+    log.mark()
+    return log
+
+
+@pytest.fixture
+def nginx_log(target):
+    """Nginx's access log on the target, from the start of the test on (NginxLog.lines())."""
+    log = NginxLog(target)
     log.mark()
     return log
 

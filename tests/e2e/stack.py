@@ -156,6 +156,47 @@ class AppLog:
         return [line for name, lines in self.streams().items() for line in lines[self.start.get(name, 0) :]]
 
 
+class NginxLog:
+    """Nginx's access log on the target since mark(): the nginx container's output on compose
+    (nginx_access_log /dev/stdout), /var/log/nginx/access.log on the VM (deploy/defaults.yml)."""
+
+    ACCESS_LOG = "/var/log/nginx/access.log"
+
+    def __init__(self, target: Target):
+        self.target = target
+        self.spec = (target.nginx_host_spec or target.host_spec)()
+        self.start = 0
+
+    def all_lines(self) -> list[str]:
+        container = self.spec.removeprefix("docker://")
+        if self.target.compose:
+            command = ["docker", "logs", container]
+        else:
+            command = ["docker", "exec", container, "cat", self.ACCESS_LOG]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+        return result.stdout.splitlines()
+
+    def mark(self) -> None:
+        self.start = len(self.all_lines())
+
+    def lines(self) -> list[str]:
+        """Every access log line written since mark()."""
+        return self.all_lines()[self.start :]
+
+    def gateways(self) -> set[str]:
+        """Gateway addresses of the Docker networks of Nginx's container: the address Docker's
+        published port gives every client on this machine."""
+        container = self.spec.removeprefix("docker://")
+        result = subprocess.run(
+            ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", container],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return set(result.stdout.split())
+
+
 @dataclass(frozen=True)
 class Program:
     name: str

@@ -54,6 +54,8 @@ class Target:
     redis_host: str = "127.0.0.1"
     # compose target only: the compose command with its project (`docker-compose -p NAME`).
     compose: tuple[str, ...] = ()
+    # testinfra host spec of the container Nginx runs in; None: the same as host_spec.
+    nginx_host_spec: Callable[[], str] | None = None
 
     @property
     def python(self) -> str:
@@ -129,6 +131,12 @@ def compose_target() -> Target:
             raise RuntimeError(f"compose project {project!r} has no app container")
         return f"docker://{container[0]}"
 
+    def nginx_host_spec() -> str:
+        container = compose_run("ps", "-q", "nginx").splitlines()
+        if not container:
+            raise RuntimeError(f"compose project {project!r} has no nginx container")
+        return f"docker://{container[0]}"
+
     def restart_stack() -> None:
         compose_run("down", "--timeout", "30")
         _run(["bash", str(REPO / "docker" / "up.sh"), *compose], cwd=REPO, env=env, timeout=600)
@@ -141,6 +149,7 @@ def compose_target() -> Target:
         bind_host="0.0.0.0",  # noqa: S104 (inside the container, on the private compose network)
         redis_host="redis",
         compose=tuple(compose),
+        nginx_host_spec=nginx_host_spec,
     )
 
 

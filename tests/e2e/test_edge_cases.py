@@ -154,26 +154,38 @@ def test_handshake_no_route_or_resume_point_takes_is_refused_403_with_one_warnin
 # --- 4. Only Nginx says who the client is ------------------------------------------------------
 
 
-def test_client_cannot_choose_the_address_daphne_and_the_consumer_see(site, app_log):
-    """Tests that X-Forwarded-For and X-Forwarded-Port sent by a client show up in neither the consumer's
-    log line nor Daphne's access log."""
+def test_client_cannot_choose_the_address_nginx_gunicorn_daphne_and_the_consumer_log(site, app_log, nginx_log):
+    """Tests that X-Forwarded-For and X-Forwarded-Port sent by a client change no logged address: Nginx's
+    access log, Gunicorn's and Daphne's access lines and the consumer's line all name the connection's
+    own peer, which for a client on this machine is the Docker network's gateway (no trusted proxy)."""
     request_id = f"e2e-{uuid.uuid4().hex[:12]}"
     forged = {"X-Forwarded-For": FORGED_ADDRESS, "X-Forwarded-Port": FORGED_PORT, "X-Request-ID": request_id}
     with site.websocket("/ws/board/", headers=forged) as ws:
         read_until_ready(ws)
     probe = uuid.uuid4().hex
     assert site.get(f"/ws/healthz?probe={probe}", headers=forged).status_code == 200
+    assert site.get(f"/api/messages?limit=1&probe={probe}", headers=forged).status_code == 200
 
-    def logged() -> tuple[list[str], list[str]]:
+    def logged() -> tuple[list[str], list[str], list[str], list[str]] | None:
         lines = app_log.lines()
         opened = [line for line in lines if f"request_id={request_id}" in line and "board socket open" in line]
-        accessed = [line for line in lines if probe in line]
-        return (opened, accessed) if opened and accessed else None
+        daphne = [line for line in lines if f"/ws/healthz?probe={probe}" in line]
+        gunicorn = [line for line in lines if "gunicorn access" in line and probe in line]
+        nginx = [line for line in nginx_log.lines() if f"request_id={request_id}" in line]
+        return (opened, daphne, gunicorn, nginx) if opened and daphne and gunicorn and len(nginx) == 3 else None
 
-    opened, accessed = wait_until(logged, 10, "the consumer's and Daphne's log lines")
-    client = opened[0].rsplit("client=", 1)[1]
-    assert FORGED_ADDRESS not in client and not client.endswith(f":{FORGED_PORT}"), opened
-    assert FORGED_ADDRESS not in accessed[0] and f":{FORGED_PORT} " not in accessed[0], accessed
+    opened, daphne, gunicorn, nginx = wait_until(logged, 10, "the consumer's, Daphne's, Gunicorn's and Nginx's lines")
+    # Nginx: $remote_addr first, the connection's peer in peer=; without a trusted proxy they are one.
+    addresses = {line.split(" ", 1)[0] for line in nginx}
+    assert len(addresses) == 1, nginx
+    address = addresses.pop()
+    assert address != FORGED_ADDRESS and all(line.endswith(f" peer={address}") for line in nginx), nginx
+    assert address in nginx_log.gateways(), (address, nginx_log.gateways())
+    host, port = opened[0].rsplit("client=", 1)[1].rsplit(":", 1)
+    assert (host, port == FORGED_PORT) == (address, False), opened
+    assert f"{address}:" in daphne[0] and FORGED_ADDRESS not in daphne[0], daphne
+    assert f":{FORGED_PORT} " not in daphne[0], daphne
+    assert f"gunicorn access {address} " in gunicorn[0] and FORGED_ADDRESS not in gunicorn[0], gunicorn
 
 
 # --- 5. HEAD is answered like GET, without a body ----------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import redis
 from app_processes import app_processes  # noqa: F401 (a fixture the tests use)
+from channels.layers import channel_layers
 from django.conf import settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +53,22 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def empty_redis(redis_server):
     redis_server.flushall()
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """A new channel layer instance for every test.
+
+    Each async test runs in its own event loop (pytest-asyncio), and channels-redis keeps an
+    asyncio.Lock per receiving channel prefix that a background cleaner task releases after each
+    message. A cleaner still pending when a test's loop closed left that lock locked and bound to
+    the dead loop, and the next test to receive failed with "is bound to a different event loop"
+    (seen in CI, test_board_answers_a_bad_frame_with_an_error_and_stays_open). Daphne runs one
+    loop per process, so the product itself never meets this.
+    """
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture

@@ -1,8 +1,13 @@
 """The rendered Nginx site, run by a real Nginx in front of an upstream that echoes what reaches it:
-which Host headers get through, and which forwarding headers Gunicorn and Daphne receive."""
+which Host headers get through, which forwarding headers Gunicorn and Daphne receive, whose address
+Nginx takes as the client's, and the WebSocket handshake limits (per address, for the whole site,
+open sockets per address). Clients bind to several loopback addresses (127.0.0.2, ...) to be
+different clients; rate-limit tests count requests within a burst, at rates of 1 per minute, so no
+request's fate depends on how fast the test runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -14,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from app_processes import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER = [sys.executable, str(REPO / "deploy" / "render.py")]
@@ -36,9 +42,18 @@ DROPPED = ["x-forwarded-protocol", "x-forwarded-ssl", "x-forwarded-host", "forwa
 
 
 class Echo(BaseHTTPRequestHandler):
-    """Answers every request with JSON of its path and headers, as the upstream received them."""
+    """Answers every request with JSON of its path and headers, as the upstream received them; a
+    WebSocket upgrade gets 101 and the connection is held open, as Daphne holds a socket, until the
+    other end closes it."""
 
     def answer(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            self.wfile.flush()
+            while self.connection.recv(65536):
+                pass
+            self.close_connection = True
+            return
         body = json.dumps({"path": self.path, "headers": [[k.lower(), v] for k, v in self.headers.items()]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -61,13 +76,18 @@ def free_port() -> int:
 class Site:
     """Nginx on 127.0.0.1:port with the rendered channels-stack site; both upstreams are the echo."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, logs: Path):
         self.port = port
+        self.logs = logs
 
-    def raw(self, request: bytes) -> tuple[int | None, dict | None]:
+    def connect(self, source: str = "127.0.0.1") -> socket.socket:
+        """A connection to Nginx from the loopback address `source`, which Nginx sees as the peer."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5, source_address=(source, 0))
+
+    def raw(self, request: bytes, source: str = "127.0.0.1") -> tuple[int | None, dict | None]:
         """Send request bytes as they are; (status, echoed request) or (None, None) when Nginx closed
         the connection without an answer (444)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+        with self.connect(source) as sock:
             sock.sendall(request)
             data = b""
             while chunk := sock.recv(65536):
@@ -79,13 +99,54 @@ class Site:
         echoed = json.loads(body) if b"application/json" in head else None
         return status, echoed
 
-    def get(self, path: str = "/", host: bytes | None = b"localhost", headers: dict | None = None) -> tuple:
+    def get(
+        self, path: str = "/", host: bytes | None = b"localhost", headers: dict | None = None, source: str = "127.0.0.1"
+    ) -> tuple:
         lines = [f"GET {path} HTTP/1.1".encode()]
         if host is not None:
             lines.append(b"Host: " + host)
         lines += [f"{name}: {value}".encode() for name, value in (headers or {}).items()]
         lines.append(b"Connection: close")
-        return self.raw(b"\r\n".join(lines) + b"\r\n\r\n")
+        return self.raw(b"\r\n".join(lines) + b"\r\n\r\n", source)
+
+    def handshake(self, source: str = "127.0.0.1", headers: dict | None = None) -> int:
+        """Status of a request to the board socket's path (a handshake as far as the limits go): 200
+        when it reached the upstream (the echo answers a plain GET), 429 when a limit refused it."""
+        status, _ = self.get("/ws/board/", headers=headers, source=source)
+        return status
+
+    def upgrade(self, source: str = "127.0.0.1") -> socket.socket:
+        """Start a WebSocket handshake and leave its connection open; read the answer with status()."""
+        sock = self.connect(source)
+        sock.sendall(
+            b"GET /ws/board/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        return sock
+
+    def error_log(self) -> str:
+        path = self.logs / "error.log"
+        return path.read_text() if path.exists() else ""
+
+    def access_log_addresses(self) -> list[str]:
+        """The client address of each access log line so far ($remote_addr, the first field)."""
+        path = self.logs / "access.log"
+        return [line.split(" ", 1)[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def status(sock: socket.socket, timeout: float = 5) -> int | None:
+    """The HTTP status Nginx answered on sock, or None when nothing came within timeout seconds."""
+    sock.settimeout(timeout)
+    head = b""
+    try:
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    except TimeoutError:
+        return None
+    return int(head.split(b" ", 2)[1]) if head else None
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +201,14 @@ def start_site(tmp_path: Path, echo_port: int, *sets: str):
                 pytest.fail(f"nginx did not start: {process.communicate()[1]}")
             time.sleep(0.05)
     try:
-        yield Site(port)
+        yield Site(port, tmp_path)
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# The same, for a `with` block in a test that renders the site with variables of its own.
+running_site = contextlib.contextmanager(start_site)
 
 
 @pytest.fixture
@@ -262,3 +327,144 @@ def test_untrusted_peer_cannot_supply_address_or_scheme_even_with_proxies_config
         _, echoed = site.get("/", headers={"X-Forwarded-For": "203.0.113.77", "X-Forwarded-Proto": "https"})
         assert header(echoed, "x-forwarded-for") == ["127.0.0.1"]
         assert header(echoed, "x-forwarded-proto") == ["http"]
+
+
+# --- WebSocket handshake limits (README "Handshake limits") ---------------------------------------
+# At 1 request per minute a bucket drains 1/60 of a request per second, far less than one request
+# while a test runs: with burst=B exactly the first request plus B more are let through.
+SLOW = "1r/m"
+
+
+def limits(**variables) -> list[str]:
+    """--set arguments for the site's limit variables (nginx_<name>=value)."""
+    return [f"nginx_{name}={value}" for name, value in variables.items()]
+
+
+def test_handshakes_from_one_address_pass_up_to_the_burst_and_the_next_gets_429(tmp_path, echo):
+    """Tests that one address gets its first handshake plus `burst` more, the next one 429, and that
+    another address is not affected."""
+    with running_site(tmp_path, echo, *limits(ws_rate=SLOW, ws_burst=5, ws_delay=5)) as site:
+        assert [site.handshake("127.0.0.2") for _ in range(6)] == [200] * 6
+        assert site.handshake("127.0.0.2") == 429
+        assert site.handshake("127.0.0.3") == 200
+        assert "limiting requests" in site.error_log()
+
+
+def test_handshakes_past_the_delay_wait_in_nginx_and_past_the_burst_get_429(tmp_path, echo):
+    """Tests the two stages of one address's limit: handshakes up to `delay` pass at once, the next
+    ones up to `burst` are held by Nginx (not refused), and the one after them gets 429 at once."""
+    with running_site(tmp_path, echo, *limits(ws_rate=SLOW, ws_delay=2, ws_burst=4)) as site:
+        assert [site.handshake("127.0.0.2") for _ in range(3)] == [200] * 3
+        held = []
+        for n in (1, 2):
+            held.append(site.upgrade("127.0.0.2"))
+            wait_for(lambda n=n: site.error_log().count("delaying request") == n, 10, f"{n} handshake(s) delayed")
+        assert site.handshake("127.0.0.2") == 429
+        # Released at 1 per minute: still waiting, neither answered nor refused.
+        assert [status(sock, timeout=0.5) for sock in held] == [None, None]
+        for sock in held:
+            sock.close()
+
+
+def test_site_wide_cap_holds_across_client_addresses(tmp_path, echo):
+    """Tests that the whole site gets its first handshake plus `burst` more, whichever addresses they
+    come from, and the next one gets 429 from an address that has sent nothing yet."""
+    with running_site(tmp_path, echo, *limits(ws_site_rate=SLOW, ws_site_burst=3, ws_site_delay=3)) as site:
+        assert [site.handshake(f"127.0.0.{n}") for n in range(2, 6)] == [200] * 4
+        assert site.handshake("127.0.0.6") == 429
+        assert site.handshake("127.0.0.2") == 429
+
+
+def test_address_over_its_own_limit_does_not_use_up_the_sites_budget(tmp_path, echo):
+    """Tests that handshakes one address had refused count against nothing of the site's: the other
+    addresses still get the site's whole burst."""
+    variables = limits(ws_rate=SLOW, ws_burst=1, ws_delay=1, ws_site_rate=SLOW, ws_site_burst=4, ws_site_delay=4)
+    with running_site(tmp_path, echo, *variables) as site:
+        assert [site.handshake("127.0.0.2") for _ in range(10)] == [200] * 2 + [429] * 8
+        assert [site.handshake(f"127.0.0.{n}") for n in range(3, 6)] == [200] * 3
+        assert site.handshake("127.0.0.6") == 429
+
+
+def test_open_websockets_per_address_are_capped_and_a_closed_one_frees_its_place(tmp_path, echo):
+    """Tests that an address holding `ws_conn_per_address` open sockets gets 429 for the next, that
+    another address does not, and that once one is closed the address can open another."""
+    with running_site(tmp_path, echo, *limits(ws_conn_per_address=3)) as site:
+        sockets = [site.upgrade("127.0.0.2") for _ in range(3)]
+        assert [status(sock) for sock in sockets] == [101] * 3
+        refused = site.upgrade("127.0.0.2")
+        assert status(refused) == 429
+        refused.close()
+        other = site.upgrade("127.0.0.3")
+        assert status(other) == 101
+        assert "limiting connections" in site.error_log()
+
+        sockets.pop().close()
+
+        def reopened() -> bool:
+            sock = site.upgrade("127.0.0.2")
+            if status(sock) == 101:
+                sockets.append(sock)
+                return True
+            sock.close()
+            return False
+
+        wait_for(reopened, 10, "a socket from 127.0.0.2 accepted after one of its three closed")
+        for sock in [*sockets, other]:
+            sock.close()
+
+
+def test_handshake_held_by_the_rate_limit_does_not_yet_count_as_an_open_socket(tmp_path, echo):
+    """Tests that limit_req runs before limit_conn: a handshake Nginx holds is not refused for the
+    address's open sockets, while one passed at once is."""
+    variables = limits(ws_conn_per_address=1, ws_rate=SLOW, ws_delay=1, ws_burst=3)
+    with running_site(tmp_path, echo, *variables) as site:
+        opened = site.upgrade("127.0.0.2")
+        assert status(opened) == 101
+        assert site.handshake("127.0.0.2") == 429
+        held = site.upgrade("127.0.0.2")
+        wait_for(lambda: "delaying request" in site.error_log(), 10, "the third handshake delayed")
+        assert status(held, timeout=0.5) is None
+        assert site.error_log().count("limiting connections") == 1
+        held.close()
+        opened.close()
+
+
+def test_health_probe_does_not_queue_behind_handshakes(tmp_path, echo):
+    """Tests that /ws/healthz still answers while the handshake limits refuse handshakes: a load
+    balancer's probe must not fail because clients are reconnecting."""
+    with running_site(tmp_path, echo, *limits(ws_site_rate=SLOW, ws_site_burst=1, ws_site_delay=1)) as site:
+        assert [site.handshake() for _ in range(3)] == [200, 200, 429]
+        assert [site.get("/ws/healthz")[0] for _ in range(5)] == [200] * 5
+
+
+# --- Whose address the limits, the logs and the upstreams see -------------------------------------
+
+
+def test_trusted_proxy_gives_each_client_behind_it_its_own_bucket_log_line_and_forwarded_address(tmp_path, echo):
+    """Tests that behind a trusted proxy the limit key ($binary_remote_addr after realip), the access
+    log and X-Forwarded-For are the client the proxy names, not the proxy."""
+    variables = ["nginx_trusted_proxies=[127.0.0.1]", *limits(ws_rate=SLOW, ws_burst=1, ws_delay=1)]
+    with running_site(tmp_path, echo, *variables) as site:
+        first, second = {"X-Forwarded-For": "198.51.100.1"}, {"X-Forwarded-For": "198.51.100.2"}
+        assert [site.handshake(headers=first) for _ in range(3)] == [200, 200, 429]
+        assert site.handshake(headers=second) == 200
+        _, echoed = site.get("/", headers=second)
+        assert header(echoed, "x-forwarded-for") == ["198.51.100.2"]
+        assert site.access_log_addresses() == ["198.51.100.1"] * 3 + ["198.51.100.2"] * 2
+
+
+@pytest.mark.parametrize(
+    "trusted",
+    [[], ["127.0.0.1"]],
+    ids=["no-trusted-proxy", "client-is-not-the-trusted-proxy"],
+)
+def test_forged_x_forwarded_for_from_an_untrusted_client_changes_nothing(tmp_path, echo, trusted):
+    """Tests that a client not among nginx_trusted_proxies that sends a new X-Forwarded-For with each
+    handshake stays in its own bucket, is logged, and is forwarded as its own address."""
+    variables = [f"nginx_trusted_proxies={json.dumps(trusted)}", *limits(ws_rate=SLOW, ws_burst=1, ws_delay=1)]
+    with running_site(tmp_path, echo, *variables) as site:
+        forged = [{"X-Forwarded-For": f"203.0.113.{n}, 127.0.0.1"} for n in range(1, 4)]
+        assert [site.handshake("127.0.0.2", headers=headers) for headers in forged] == [200, 200, 429]
+        _, echoed = site.get("/", headers=forged[0], source="127.0.0.2")
+        assert header(echoed, "x-forwarded-for") == ["127.0.0.2"]
+        assert site.access_log_addresses() == ["127.0.0.2"] * 4

@@ -14,7 +14,12 @@
   }
 
   // Delay before reconnect attempt n: 0.5 s doubling up to 30 s, times a random 50–100 %, so
-  // clients dropped together do not all come back in the same instant.
+  // clients dropped together do not all come back in the same instant. The browser spreads nothing
+  // by itself: every page on a killed Daphne sees its close at once, and Chrome runs the timers of
+  // hidden tabs together on whole seconds, so without jitter each attempt of a whole office (one
+  // NAT address) would be one burst. Nginx holds a handshake over its limits (up to ~10 s) rather
+  // than refusing it (README "Handshake limits"), so the first attempt is normally the last; a
+  // refusal counts as a failed attempt, and Firefox then adds a delay of its own.
   function backoff(attempt) {
     const ceiling = Math.min(30000, 500 * 2 ** attempt);
     return ceiling / 2 + Math.random() * (ceiling / 2);

@@ -37,7 +37,7 @@ lint-yaml: $(VENV_STAMP)
 	$(VENV)/bin/yamllint --strict .
 
 lint-shell:
-	shellcheck .ci/run docker/*.sh
+	shellcheck .ci/run docker/*.sh bench/*.sh
 
 # gixy on the rendered Nginx config, every check on: the Host passed upstream is $http_host only when
 # it is exactly a served name with an optional port (the site's map), so host_spoofing needs no skip.
@@ -51,8 +51,9 @@ lint-nginx: $(VENV_STAMP)
 test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite, deploy templates vs nginx/supervisor/systemd
 	$(PYTEST) tests/unit
 
-test: lint test-unit test-compose test-vm test-faults ## Everything CI runs: lint, then the unit, compose, VM and faults tiers
+test: lint test-unit test-compose test-bench test-vm test-faults ## Everything CI runs: lint, then the unit, compose, bench smoke, VM and faults tiers
 
 -include docker/compose.mk
 -include ansible/vm.mk
 -include tests/faults/faults.mk
+-include bench/bench.mk

@@ -18,10 +18,21 @@ HADOLINT ?= .venv/bin/hadolint
 YAMLLINT ?= .venv/bin/yamllint
 
 DC = $(COMPOSE) -p $(COMPOSE_PROJECT)
+# `make up VARS=my-vars.yml`: deploy/defaults.yml variables over docker/deploy-vars.yml, from a file
+# anywhere. docker/vars.py checks it before anything is built and stages it inside the build context
+# (docker/vars.local/, git-ignored); docker-compose.yml hands that path to the build as EXTRA_VARS.
+VARS ?=
+STAGED_VARS = docker/vars.local/$(COMPOSE_PROJECT).yml
 DOCKER_SCRIPTS = docker/env.sh docker/ca-certs.sh docker/up.sh docker/test-compose.sh \
 	docker/app/entrypoint.sh docker/nginx/healthcheck.sh docker/redis/entrypoint.sh
 
-.PHONY: compose-prepare up down logs ps clean compose-clean test-compose lint-docker
+.PHONY: compose-vars compose-prepare up down logs ps clean compose-clean test-compose lint-docker
+
+# First prerequisite of `up`: bad VARS fail here, before the engine, base image or build.
+compose-vars:
+ifneq ($(strip $(VARS)),)
+	@python3 docker/vars.py "$(VARS)" $(STAGED_VARS)
+endif
 
 compose-prepare:
 	@bash docker/engine.sh
@@ -29,7 +40,8 @@ compose-prepare:
 	@bash docker/ca-certs.sh
 	@bash docker/env.sh .env
 
-up: compose-prepare ## Build and start the compose staging stack (nginx, app, redis); prints the URL when healthy
+up: export EXTRA_VARS = $(if $(strip $(VARS)),$(STAGED_VARS))
+up: compose-vars compose-prepare ## Build and start the compose stack (VARS=file: template variables); prints the URL
 	@bash docker/up.sh $(DC)
 
 down: ## Stop and remove the compose stack's containers; the data volume is kept
@@ -53,6 +65,7 @@ compose-clean:
 	-@$(DC) down --volumes --rmi all --remove-orphans
 	-@docker image prune --force --filter label=channels-stack.image
 	rm -f docker/ca-certificates/extra.crt
+	rm -rf docker/vars.local
 
 test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests against a fresh compose stack (always removed afterwards)
 	@E2E_COMPOSE_PROJECT=$(E2E_COMPOSE_PROJECT) E2E_HTTP_PORT=$(E2E_HTTP_PORT) \

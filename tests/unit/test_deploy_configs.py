@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER = [sys.executable, str(REPO / "deploy" / "render.py")]
@@ -87,6 +88,15 @@ def test_nginx_accepts_the_rendered_configuration(tmp_path, daphne_processes):
     assert "test is successful" in check.stderr
     site = (conf_dir / "conf.d" / "channels-stack.conf").read_text()
     assert site.count(":810") == daphne_processes
+
+
+def test_nginx_accepts_the_site_in_the_bench_profile(tmp_path):
+    """Tests that `nginx -t` accepts the site with bench/profile.yml's lifted limits (make bench's stack)."""
+    profile = yaml.safe_load((REPO / "bench" / "profile.yml").read_text())
+    check, conf_dir = nginx_check(tmp_path, *(f"{key}={value}" for key, value in profile.items()))
+    assert check.returncode == 0, check.stderr
+    site = (conf_dir / "conf.d" / "channels-stack.conf").read_text()
+    assert f"limit_conn channels_stack_ws_conn {profile['nginx_ws_conn_per_address']};" in site
 
 
 def test_nginx_accepts_the_site_with_trusted_proxies_and_names_that_need_escaping(tmp_path):

@@ -1,0 +1,41 @@
+# bench/bench.mk: `make bench` and its smoke tier `make test-bench`. Included by the Makefile after
+# docker/compose.mk (compose-prepare, COMPOSE). The bench stack has its own project, port and image
+# tag, so `make up`'s stack and images and the other tiers' stacks are left alone.
+
+BENCH_COMPOSE_PROJECT ?= channels-stack-bench
+BENCH_HTTP_PORT ?= 8197
+BENCH_IMAGE_TAG ?= bench
+# Where results.json, results.md and latency.png go; the README's bench section is rewritten from a
+# full run written here (not from a --quick one, nor from another folder).
+BENCH_OUT ?= bench/results
+# Extra arguments of `python -m bench`: --sizes 100,1000, --quick, --posts, --receivers ... (bench/README.md)
+BENCH_ARGS ?=
+BENCH_PYTHON ?= .venv/bin/python
+TEST_BENCH_COMPOSE_PROJECT ?= channels-stack-bench-test
+TEST_BENCH_HTTP_PORT ?= 8198
+TEST_BENCH_OUT ?= artifacts/bench
+
+.PHONY: bench test-bench bench-clean
+
+bench: compose-prepare $(VENV_STAMP) ## Fan-out benchmark: stack (bench profile) vs a bare asyncio server; BENCH_ARGS='--sizes 100,1000 --quick'
+	@BENCH_COMPOSE_PROJECT=$(BENCH_COMPOSE_PROJECT) BENCH_HTTP_PORT=$(BENCH_HTTP_PORT) \
+	  BENCH_IMAGE_TAG=$(BENCH_IMAGE_TAG) \
+	  bash bench/run.sh $(COMPOSE) -- $(BENCH_PYTHON) -m bench --out $(BENCH_OUT) $(BENCH_ARGS)
+ifeq ($(BENCH_OUT)$(findstring --quick,$(BENCH_ARGS)),bench/results)
+	$(BENCH_PYTHON) -m bench.report $(BENCH_OUT) --readme README.md
+endif
+
+test-bench: compose-prepare $(VENV_STAMP) ## Bench tier: `make bench` --quick on its own stack; checks its output is well-formed (no speed asserted)
+	@rm -rf $(TEST_BENCH_OUT)
+	@$(MAKE) --no-print-directory bench BENCH_COMPOSE_PROJECT=$(TEST_BENCH_COMPOSE_PROJECT) \
+	  BENCH_HTTP_PORT=$(TEST_BENCH_HTTP_PORT) BENCH_OUT=$(TEST_BENCH_OUT) BENCH_ARGS="--quick $(BENCH_ARGS)"
+	BENCH_RESULTS=$(TEST_BENCH_OUT) $(VENV)/bin/python -m pytest -p no:django -p no:cacheprovider tests/bench
+
+bench-clean:
+	@echo "clean: removing the bench stacks '$(BENCH_COMPOSE_PROJECT)', '$(TEST_BENCH_COMPOSE_PROJECT)' and the images channels-stack/*:$(BENCH_IMAGE_TAG)"
+	-@$(COMPOSE) -p $(BENCH_COMPOSE_PROJECT) down --volumes --remove-orphans
+	-@$(COMPOSE) -p $(TEST_BENCH_COMPOSE_PROJECT) down --volumes --remove-orphans
+	-@docker image rm channels-stack/app:$(BENCH_IMAGE_TAG) channels-stack/nginx:$(BENCH_IMAGE_TAG) \
+	  channels-stack/redis:$(BENCH_IMAGE_TAG) 2>/dev/null
+
+clean: bench-clean

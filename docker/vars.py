@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Check a user's template variables for the compose images and stage them for the build.
+
+`make up VARS=my-vars.yml` runs this before anything is built:
+
+    python3 docker/vars.py my-vars.yml docker/vars.local/channels-stack.yml
+
+It exits 2 with one line per problem, and writes nothing, when the file is missing, is not YAML, is
+not a mapping, names a variable deploy/defaults.yml does not define, gives a value of another kind
+than the default's (a list for a number, ...), or changes a variable the compose files themselves
+depend on (FIXED_IN_COMPOSE). Otherwise it writes the variables to OUT, which the Dockerfile renders
+over docker/deploy-vars.yml (docker-compose.yml passes OUT as the build argument EXTRA_VARS).
+
+Only PyYAML is needed (Debian's python3-yaml or the venv), so `make up` needs no virtualenv.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS = ROOT / "deploy" / "defaults.yml"
+COMPOSE_VARS = ROOT / "docker" / "deploy-vars.yml"
+
+# Variables whose value docker-compose.yml or docker/Dockerfile repeat: changing only the rendered
+# configs would leave a stack that never turns healthy (or serves nothing), so they are refused.
+_PORTS = "docker-compose.yml's healthchecks and port mapping and the Dockerfile's EXPOSE name the ports"
+_PATHS = "docker/Dockerfile installs the programs, configs and volume at these paths"
+FIXED_IN_COMPOSE = {
+    "daphne_processes": "the app healthcheck in docker-compose.yml lists each Daphne's /ws/healthz port",
+    "daphne_base_port": _PORTS,
+    "gunicorn_port": _PORTS,
+    "nginx_listen_port": _PORTS,
+    "app_bind_host": "the containers reach each other over the compose networks (docker/deploy-vars.yml)",
+    "app_upstream_host": "Nginx reaches the programs by the compose service name (docker/deploy-vars.yml)",
+    "app_user": "docker/Dockerfile creates the user `channels` and runs as it",
+    "app_group": "docker/Dockerfile creates the group `channels`",
+    "app_code_dir": _PATHS,
+    "app_venv": _PATHS,
+    "app_config_dir": _PATHS,
+    "app_data_dir": _PATHS,
+    "app_static_root": _PATHS,
+    "app_log_dir": _PATHS,
+    "app_run_dir": _PATHS,
+    "nginx_conf_dir": _PATHS,
+}
+
+
+class VarsError(Exception):
+    """The variables file cannot be used; the message names the file and every problem."""
+
+
+def _load_mapping(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise VarsError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise VarsError(f"{path}: cannot read it: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise VarsError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise VarsError(f"{path}: expected a mapping of variable: value, got a YAML {type(data).__name__}")
+    return data
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def check(path: Path) -> dict:
+    """Return the variables of `path` after checking them against deploy/defaults.yml.
+
+    Raises VarsError naming every problem found (not just the first).
+    """
+    variables = _load_mapping(path)
+    defaults = _load_mapping(DEFAULTS)
+    compose = {**defaults, **_load_mapping(COMPOSE_VARS)}
+    problems = []
+    for name, value in variables.items():
+        if not isinstance(name, str) or name not in defaults:
+            close = difflib.get_close_matches(str(name), defaults, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"unknown variable {name!r}{hint}: the variables are those of deploy/defaults.yml")
+            continue
+        expected = _kind(defaults[name])
+        if value is not None and _kind(value) != expected:
+            problems.append(f"{name}: expected a {expected} like the default {defaults[name]!r}, got {value!r}")
+            continue
+        if name in FIXED_IN_COMPOSE and value != compose[name]:
+            problems.append(
+                f"{name}: the compose stack cannot change it ({FIXED_IN_COMPOSE[name]}); "
+                f"it stays {compose[name]!r} here (a VM takes it from inventory vars)"
+            )
+    if problems:
+        raise VarsError(f"{path}:\n  " + "\n  ".join(problems))
+    return variables
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: docker/vars.py VARS-FILE OUT-FILE", file=sys.stderr)
+        return 2
+    source, out = Path(argv[0]), Path(argv[1])
+    try:
+        variables = check(source)
+    except VarsError as exc:
+        print(f"VARS: {exc}", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = f"---\n# Staged by docker/vars.py from {source} (git-ignored; rewritten by every make up VARS=...).\n"
+    body = yaml.safe_dump(variables, default_flow_style=False, sort_keys=True) if variables else "{}\n"
+    out.write_text(header + body)
+    print(f"VARS: {len(variables)} variable(s) from {source}: {', '.join(sorted(variables)) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,107 @@
+"""Tests that `make up VARS=file` variables are checked (docker/vars.py) and reach the rendered configs."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("compose_vars", REPO / "docker" / "vars.py")
+compose_vars = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compose_vars)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "vars.yml"
+    path.write_text(text)
+    return path
+
+
+def test_known_variables_are_accepted(tmp_path):
+    """Tests that variables of deploy/defaults.yml with values of the right kind pass."""
+    path = write(tmp_path, "nginx_ws_rate: 500r/s\ngunicorn_workers: 5\nnginx_server_names: [a.example]\n")
+    assert compose_vars.check(path) == {
+        "nginx_ws_rate": "500r/s",
+        "gunicorn_workers": 5,
+        "nginx_server_names": ["a.example"],
+    }
+
+
+def test_an_empty_file_is_no_variables(tmp_path):
+    """Tests that an empty file means no variables, not an error."""
+    assert compose_vars.check(write(tmp_path, "# nothing yet\n")) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: [\n", "not valid YAML"),
+        ("- nginx_ws_rate\n", "expected a mapping"),
+        ("nginx_ws_brust: 5\n", "unknown variable 'nginx_ws_brust' (did you mean nginx_ws_burst?)"),
+        ("gunicorn_workers: many\n", "gunicorn_workers: expected a number"),
+        ("nginx_server_names: a.example\n", "nginx_server_names: expected a list"),
+        ("daphne_processes: 4\n", "daphne_processes: the compose stack cannot change it"),
+        ("app_data_dir: /data\n", "app_data_dir: the compose stack cannot change it"),
+    ],
+)
+def test_bad_variables_are_refused_with_the_reason(tmp_path, text, message):
+    """Tests that bad YAML, a non-mapping, unknown names, wrong kinds and compose-fixed values are refused."""
+    with pytest.raises(compose_vars.VarsError) as raised:
+        compose_vars.check(write(tmp_path, text))
+    assert message in str(raised.value)
+
+
+def test_every_problem_is_named_at_once(tmp_path):
+    """Tests that all problems of a file are reported together, not one per run."""
+    with pytest.raises(compose_vars.VarsError) as raised:
+        compose_vars.check(write(tmp_path, "nope: 1\ngunicorn_workers: x\n"))
+    assert "nope" in str(raised.value) and "gunicorn_workers" in str(raised.value)
+
+
+def test_a_compose_fixed_variable_at_its_compose_value_is_fine(tmp_path):
+    """Tests that restating the value compose already uses is not refused."""
+    assert compose_vars.check(write(tmp_path, "daphne_processes: 2\napp_bind_host: 0.0.0.0\n"))
+
+
+def test_missing_file_fails_before_anything_is_written(tmp_path):
+    """Tests that a missing VARS file exits 2 with its name and writes no staged file."""
+    out = tmp_path / "staged.yml"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "docker" / "vars.py"), str(tmp_path / "nope.yml"), str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "nope.yml: no such file" in result.stderr
+    assert not out.exists()
+
+
+def test_staged_variables_reach_the_rendered_nginx_site(tmp_path):
+    """Tests that a staged file, rendered over docker/deploy-vars.yml as the Dockerfile does, wins."""
+    staged = tmp_path / "staged.yml"
+    source = write(tmp_path, "nginx_ws_rate: 777r/s\n")
+    subprocess.run([sys.executable, str(REPO / "docker" / "vars.py"), str(source), str(staged)], check=True)
+    root = tmp_path / "root"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "deploy" / "render.py"),
+            "--root",
+            str(root),
+            "--only",
+            "nginx/",
+            "--vars",
+            str(REPO / "docker" / "deploy-vars.yml"),
+            "--vars",
+            str(staged),
+        ],
+        check=True,
+    )
+    site = (root / "etc" / "nginx" / "conf.d" / "channels-stack.conf").read_text()
+    assert "rate=777r/s" in site
+
+
+def test_the_bench_profile_is_valid_vars():
+    """Tests that bench/profile.yml passes the same check as a user's VARS file."""
+    assert compose_vars.check(REPO / "bench" / "profile.yml")

@@ -114,6 +114,20 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
             messages = messages.filter(id__lte=up_to)
         return list(messages.order_by("id")[:BACKLOG_PAGE])
 
+    async def dispatch(self, message):
+        """Live board messages go straight to their handler; everything else as Channels does it.
+
+        Channels' AsyncConsumer.dispatch first closes stale database connections in a worker
+        thread (`aclose_old_connections`, a sync_to_async hop) before every handler. For the board
+        that was one thread hop per message per socket, the largest single cost of a Daphne process
+        at 1,000 sockets (shared/notes/fanout-profile.md). board_message touches the database only
+        through database_sync_to_async, which closes stale connections around its own call.
+        """
+        if message["type"] == "board.message":
+            await self.board_message(message)
+        else:
+            await super().dispatch(message)
+
     async def board_message(self, event):
         message_id = event["id"]
         if message_id <= self.last_id:
@@ -122,7 +136,8 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
             # Broadcasts can overtake each other; fill the gap from the database, in order.
             await self.send_backlog(up_to=message_id)
             return
-        await self.send_json({"type": "message", "id": message_id, "text": event["text"], "created": event["created"]})
+        # Serialised once by the producer (services.board_event), sent as it is.
+        await self.send(text_data=event["frame"])
         self.last_id = message_id
 
     async def receive(self, text_data=None, bytes_data=None):

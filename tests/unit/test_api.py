@@ -139,7 +139,8 @@ def test_posted_message_is_broadcast_to_the_board_group():
     async_to_sync(layer.group_add)("board", channel)
     response = Client().post("/api/messages", {"text": "to everyone"}, content_type="application/json")
     event = async_to_sync(layer.receive)(channel)
-    assert event == {"type": "board.message", **response.json()}
+    message = response.json()
+    assert event == {"type": "board.message", "id": message["id"], "frame": json.dumps({"type": "message", **message})}
 
 
 def test_list_messages_after_id_with_limit_pages_in_ascending_order(api):

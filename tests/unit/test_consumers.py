@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from board import services
 from board.models import Job, Message
 from config.asgi import application
 
@@ -108,9 +109,9 @@ async def test_board_fills_a_gap_when_a_broadcast_overtakes_an_earlier_one():
     first, second = await make_messages(2)
     layer = get_channel_layer()
     message = await database_sync_to_async(Message.objects.get)(pk=second)
-    await layer.group_send("board", {"type": "board.message", **message.as_json()})
+    await layer.group_send("board", services.board_event(message))
     message = await database_sync_to_async(Message.objects.get)(pk=first)
-    await layer.group_send("board", {"type": "board.message", **message.as_json()})
+    await layer.group_send("board", services.board_event(message))
     frames = [await ws.receive_json_from(timeout=5), await ws.receive_json_from(timeout=5)]
     assert [f["id"] for f in frames] == [first, second]
     assert await ws.receive_nothing(timeout=0.3)

@@ -37,10 +37,16 @@ class JsonSocketMixin:
         try:
             await super().__call__(scope, receive, send)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            # Redis is gone: this socket can no longer get live messages. Close it with
-            # CLOSE_UNAVAILABLE so the client reconnects, and backfills, once Redis is back.
+            # Redis is gone while the socket opens (joining the group failed): it could get no live
+            # messages. Close it with CLOSE_UNAVAILABLE so the client retries, and backfills, once
+            # Redis is back. (Sockets already open are told by the layer: channel_layer_disconnect.)
             logger.warning("channel layer unreachable (%s); closing the socket with %s", exc, CLOSE_UNAVAILABLE)
             await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
+
+    async def channel_layer_disconnect(self, event) -> None:
+        """The layer lost Redis (config.channel_layer): live messages may have been missed, and no
+        more can come. Close with CLOSE_UNAVAILABLE, so the client reconnects and backfills."""
+        await self.close(code=CLOSE_UNAVAILABLE)
 
     def setup_request_id(self) -> None:
         self.request_id = clean_request_id(header(self.scope, b"x-request-id"))

@@ -102,6 +102,10 @@ async def run_job(job_id: int) -> bool:
 class JobRunnerConsumer(AsyncConsumer):
     """Consumes the "jobs" channel in `manage.py runworker jobs`."""
 
+    # Its own channel name comes from the queue layer: that costs no Redis call (a pub/sub channel
+    # would subscribe), and progress goes out through the default layer in send_progress.
+    channel_layer_alias = services.JOBS_LAYER
+
     async def dispatch(self, message):
         try:
             await super().dispatch(message)

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 BOARD_GROUP = "board"
 JOBS_CHANNEL = "jobs"
+# The CHANNEL_LAYERS alias (config/settings.py) of the job queue: a queue, not pub/sub.
+JOBS_LAYER = "jobs"
 # Largest id a database stores (a signed 64-bit integer): the top of every `after` range.
 MAX_ID = 2**63 - 1
 
@@ -146,7 +148,7 @@ def dispatch_job(job_id: int) -> None:
     # Channel delivery is at-most-once: if this send fails or the message is lost, the job's lease
     # runs out and a worker's sweeper sends it again.
     try:
-        async_to_sync(get_channel_layer().send)(JOBS_CHANNEL, {"type": "job.run", "id": job_id})
+        async_to_sync(get_channel_layer(JOBS_LAYER).send)(JOBS_CHANNEL, {"type": "job.run", "id": job_id})
     except Exception:
         logger.exception("sending job id=%s to the workers failed; the lease sweeper will retry", job_id)
 

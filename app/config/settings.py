@@ -111,16 +111,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels ---------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Fail fast when Redis is unreachable rather than hang a request or a consumer. The read timeout
+# must stay well above channels-redis' 5 s blocking receive (BZPOPMIN) of the job queue, or an idle
+# worker would see a timeout on every receive.
+REDIS_HOSTS = [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 15}]
 CHANNEL_LAYERS = {
+    # Groups (the board, each job's progress): Redis pub/sub, one message per group per Daphne
+    # process instead of one per socket (issue 9). A lost Redis connection sends every consumer
+    # "channel_layer.disconnect", and the sockets are closed with 4503 (config/channel_layer.py).
     "default": {
+        "BACKEND": "config.channel_layer.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": REDIS_HOSTS, "prefix": "channels-stack", "on_disconnect": "channel_layer.disconnect"},
+    },
+    # The job queue (`runworker jobs`): a message waits in Redis until one worker takes it, which
+    # pub/sub cannot do (a message published while no worker listens is gone; two workers would
+    # both get it).
+    "jobs": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # Fail fast when Redis is unreachable rather than hang a request or a consumer. The read
-            # timeout must stay well above channels-redis' 5 s blocking receive (BZPOPMIN), or every
-            # idle socket would see a timeout and be closed.
-            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 15}],
-            "prefix": "channels-stack",
-        },
+        "CONFIG": {"hosts": REDIS_HOSTS, "prefix": "channels-stack"},
     },
 }
 # Seconds a job's worker may go silent before another worker takes the job over.

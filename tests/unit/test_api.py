@@ -1,5 +1,6 @@
 """The JSON API and the board page, through Django's test client, with a real Redis behind."""
 
+import asyncio
 import contextlib
 import io
 import json
@@ -8,8 +9,10 @@ import logging
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.test import Client
+from django.test import AsyncClient, Client
+from layer_settings import channel_layers_at
 
+from board import services
 from board.models import Job, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -132,13 +135,14 @@ def test_post_message_with_the_page_csrf_token_is_accepted():
     assert response.status_code == 201
 
 
-def test_posted_message_is_broadcast_to_the_board_group():
+async def test_posted_message_is_broadcast_to_the_board_group():
     """Tests that a stored message reaches a member of the `board` group through Redis."""
+    # One event loop throughout: a pub/sub subscription lives as long as its loop.
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("board", channel)
-    response = Client().post("/api/messages", {"text": "to everyone"}, content_type="application/json")
-    event = async_to_sync(layer.receive)(channel)
+    channel = await layer.new_channel()
+    await layer.group_add("board", channel)
+    response = await AsyncClient().post("/api/messages", {"text": "to everyone"}, content_type="application/json")
+    event = await asyncio.wait_for(layer.receive(channel), 5)
     message = response.json()
     assert event == {"type": "board.message", "id": message["id"], "frame": json.dumps({"type": "message", **message})}
 
@@ -227,8 +231,8 @@ def test_post_job_returns_202_queued_and_is_sent_to_the_jobs_channel(api):
     body = response.json()
     assert body["state"] == "queued"
     assert response["Location"] == f"/api/jobs/{body['id']}"
-    layer = get_channel_layer()
-    assert async_to_sync(layer.receive)("jobs") == {"type": "job.run", "id": body["id"]}
+    layer = get_channel_layer(services.JOBS_LAYER)
+    assert async_to_sync(layer.receive)(services.JOBS_CHANNEL) == {"type": "job.run", "id": body["id"]}
 
 
 @pytest.mark.parametrize(
@@ -295,12 +299,7 @@ def test_healthz_reports_503_naming_the_channel_layer_when_redis_is_unreachable(
 
 def test_post_message_while_redis_is_down_is_stored_and_the_failed_broadcast_logged(api, settings, caplog):
     """Tests that a Redis outage costs the live broadcast only: the message is stored and answered 201."""
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_connect_timeout": 1}]},
-        }
-    }
+    settings.CHANNEL_LAYERS = channel_layers_at("redis://127.0.0.1:1/0", socket_connect_timeout=1)
     response = api.post("/api/messages", {"text": "stored anyway"})
     assert response.status_code == 201
     assert Message.objects.filter(text="stored anyway").exists()

@@ -187,9 +187,9 @@ def storm_notes(results: dict) -> str:
         f"them over the Daphne processes), a post every {1 / results['settings']['rate']:g} s before, during and "
         "after; the clients reconnect like board.js (`?after=<last id>`, 0.25–0.5 s after the close, backoff "
         "on failure). *all back*: kill → the last of its clients ready again (backlog included), next to the "
-        "*design* figure: the wait Nginx's slowest handshake stage gives that many handshakes at once (README "
-        '"Handshake limits") with the stack\'s stages '
-        f"({stages}), and their ratio; *failed handshakes*: every failed attempt from "
+        "*design* figure and their ratio: the clients' first backoff (0.5 s at most) plus the wait Nginx's "
+        'slowest handshake stage gives that many handshakes at once (README "Handshake limits"; the stack\'s '
+        f"stages: {stages}): what is left is the servers' own time; *failed handshakes*: every failed attempt from "
         "the kill on, retries included; *others dropped*: clients of the other Daphne that lost their socket; "
         "*missing / dup*: as in the fan-out table, over every client and every post answered 201 during the "
         f"storm. The first connect of all {r['sockets']:,} took {_num(hs['seconds'], 1)} s "

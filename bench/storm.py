@@ -18,8 +18,10 @@ Phases:
 
 The result (one JSON object; `_ms` keys in milliseconds, `_s` keys in seconds, times from the kill):
   server, sockets, how, limits {stage: {rate_per_s, delay, burst}} (the Nginx handshake stages the
-  stack was built with), predicted_all_back_s (the slowest stage's wait for `held` handshakes at
-  once: README "Handshake limits");
+  stack was built with), predicted_nginx_wait_s (the slowest stage's wait for `held` handshakes
+  at once: README "Handshake limits"), predicted_all_back_s (that plus the clients' first backoff,
+  at most 0.5 s: when the last client would be ready if only the backoff and Nginx's pacing took
+  time; the rest of the measured figure is the servers');
   handshakes: the first connect of all sockets (ok, failed, failures, per_s, ms, seconds);
   killed: process, pid, port, held (ready clients it held), others (ready clients on the other
   Daphne processes); restarted_s (a new process of the same program seen; None: not within the wait);
@@ -49,7 +51,7 @@ import yaml
 from bench import stats
 from bench.poster import Poster
 from bench.procs import Named, Sampler, container_pids, cpu_between, tree
-from bench.receivers import ReceiverPool
+from bench.receivers import BACKOFF_START, ReceiverPool
 from bench.targets import ROOT, TargetError
 
 # One client's events as bench.receivers records them: ("ready", time, served_by) / ("closed", time, "").
@@ -246,7 +248,8 @@ def storm(
         "sockets": size,
         "how": stack.how,
         "limits": limits,
-        "predicted_all_back_s": predicted_wait_s(back["held"], limits),
+        "predicted_nginx_wait_s": predicted_wait_s(back["held"], limits),
+        "predicted_all_back_s": round(BACKOFF_START + predicted_wait_s(back["held"], limits), 2),
         "handshakes": {
             "ok": handshakes["ok"],
             "failed": handshakes["failed"],

@@ -154,6 +154,7 @@ STORM = {
     "sockets": 200,
     "how": "x",
     "limits": copy.deepcopy(PRODUCT),
+    "predicted_nginx_wait_s": 1.5,
     "predicted_all_back_s": 2.0,
     "handshakes": {"ok": 200, "failed": 0, "failures": {}, "per_s": 150.0, "ms": {}, "seconds": 1.33},
     "killed": {"process": "app/daphne:8100", "pid": 7, "port": "8100", "held": 100, "others": 100},

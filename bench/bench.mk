@@ -5,10 +5,11 @@
 BENCH_COMPOSE_PROJECT ?= channels-stack-bench
 BENCH_HTTP_PORT ?= 8197
 BENCH_IMAGE_TAG ?= bench
-# Where results.json, results.md and latency.png go; the README's bench section is rewritten from a
+# Where results.json, results.md, latency.png and storm.png go; the README's bench section is rewritten from a
 # full run written here (not from a --quick one, nor from another folder).
 BENCH_OUT ?= bench/results
-# Extra arguments of `python -m bench`: --sizes 100,1000, --quick, --posts, --receivers ... (bench/README.md)
+# Extra arguments of `python -m bench`: --sizes 100,1000, --quick, --posts, --receivers, --storm-sockets 1000,
+# --no-storm ... (bench/README.md)
 BENCH_ARGS ?=
 BENCH_PYTHON ?= .venv/bin/python
 TEST_BENCH_COMPOSE_PROJECT ?= channels-stack-bench-test
@@ -17,7 +18,7 @@ TEST_BENCH_OUT ?= artifacts/bench
 
 .PHONY: bench test-bench bench-clean
 
-bench: compose-prepare $(VENV_STAMP) ## Fan-out benchmark: stack (bench profile) vs a bare asyncio server; BENCH_ARGS='--sizes 100,1000 --quick'
+bench: compose-prepare $(VENV_STAMP) ## Fan-out (stack in the bench profile vs a bare asyncio server) and a reconnect storm; BENCH_ARGS='--sizes 100,1000 --quick'
 	@BENCH_COMPOSE_PROJECT=$(BENCH_COMPOSE_PROJECT) BENCH_HTTP_PORT=$(BENCH_HTTP_PORT) \
 	  BENCH_IMAGE_TAG=$(BENCH_IMAGE_TAG) \
 	  bash bench/run.sh $(COMPOSE) -- $(BENCH_PYTHON) -m bench --out $(BENCH_OUT) $(BENCH_ARGS)

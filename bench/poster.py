@@ -81,17 +81,19 @@ class Poster:
             return seq, time.time() - sent, None, reason
         return seq, time.time() - sent, message_id, None
 
-    def run(self) -> dict:
-        """Post everything; return {"posted": [seq answered 201], "ids": {seq: id}, "failed": {reason: n},
-        "post_s": [seconds per answered post], "started", "ended" (time.time())}."""
+    def run(self, stop: threading.Event | None = None) -> dict:
+        """Post everything, or until `stop` is set (then no further post is sent; those sent are
+        awaited); return {"asked": posts sent, "posted": [seq answered 201], "ids": {seq: id},
+        "failed": {reason: n}, "post_s": [seconds per answered post], "started", "ended" (time.time())}."""
         futures = []
+        stop = stop or threading.Event()
         started = time.time()
         origin = time.monotonic()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="poster") as pool:
             for seq in range(self.count):
                 delay = origin + seq / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if stop.wait(max(0.0, delay)):
+                    break
                 futures.append(pool.submit(self._one, seq))
             results = [f.result() for f in futures]
         failed: dict[str, int] = {}
@@ -99,6 +101,7 @@ class Poster:
             if message_id is None:
                 failed[reason] = failed.get(reason, 0) + 1
         return {
+            "asked": len(results),
             "posted": [seq for seq, _, mid, _ in results if mid is not None],
             "ids": {seq: mid for seq, _, mid, _ in results if mid is not None},
             "failed": failed,

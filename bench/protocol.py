@@ -42,12 +42,14 @@ def parse_text(text: str) -> BenchText | None:
 
 @dataclass(frozen=True)
 class Frame:
-    """A board frame as a receiver needs it: kind "message" (with id and text), "ready", or other."""
+    """A board frame as a receiver needs it: kind "message" (with id and text), "ready" (with last_id and
+    served_by, the Daphne's "host:port"), or other."""
 
     kind: str
     id: int | None = None
     text: str | None = None
     last_id: int | None = None
+    served_by: str | None = None
 
 
 def parse_frame(raw: str | bytes) -> Frame:
@@ -59,5 +61,5 @@ def parse_frame(raw: str | bytes) -> Frame:
     if kind == "message":
         return Frame("message", id=int(data["id"]), text=str(data.get("text", "")))
     if kind == "ready":
-        return Frame("ready", last_id=int(data.get("last_id") or 0))
+        return Frame("ready", last_id=int(data.get("last_id") or 0), served_by=str(data.get("served_by") or ""))
     return Frame(str(kind))

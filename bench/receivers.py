@@ -4,8 +4,11 @@ A `ReceiverPool` starts `processes` worker processes (multiprocessing, spawn) an
 between them; each worker runs one asyncio loop with its share of clients (websockets' asyncio
 client). A client behaves like the browser's board.js: it connects with ``?after=<id>``, ignores the
 backlog until the ``ready`` frame, shows each message id once, and — when `reconnect` is on —
-reconnects after any close with ``?after=<last id it has>`` and a jittered backoff (0.5 s doubling
-to 4 s), so a reconnect storm is measured with the same code.
+reconnects after any close with ``?after=<last id it has>`` after a jittered backoff (board.js's:
+attempt n waits 0.5 s × 2^n, capped here at 4 s, times a random 50–100 %; attempt 0 follows a close,
+so a socket dropped with the others comes back 0.25–0.5 s later, never in the same instant), so a
+reconnect storm is measured with the same code. `concurrency` caps the handshakes in flight per
+worker during connect() only; reconnects are not capped (a browser has no such cap).
 
 Accounting is by the bench text's (run, seq) (bench.protocol): per client the set of seqs seen
 (a second delivery of a seq to one client is a duplicate); per worker every delivery's latency
@@ -17,7 +20,12 @@ Commands (`ReceiverPool` methods) and what each returns, summed over the workers
 - expect(run, seqs, timeout) -> waits until every ready client has every seq, or `timeout` s; then
   {"deliveries", "latencies": [s], "per_seq_max": {seq: s}, "per_seq_count": {seq: n}, "lost",
   "duplicates", "closed_during_run", "reconnects", "first_delivery", "last_delivery"}.
-- status() -> {"open", "ready", "closed"}.
+- status() -> {"open", "ready", "live", "closed"}: sockets connected / clients that were ever ready /
+  clients ready now (between a ``ready`` frame and the socket's close) / clients closed at least once.
+- timelines() -> {"clients": [[(event, time, served_by), ...] per client], "attempt_failures":
+  [(time, reason), ...]}: each client's "ready" (with the frame's served_by, Daphne's "host:port") and
+  "closed" events in order, and every failed handshake attempt, first or retried; times are
+  time.time().
 - close() -> closes every socket and ends the workers.
 """
 
@@ -72,6 +80,13 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def backoff(attempt: int) -> float:
+    """Seconds before reconnect attempt `attempt` (0 right after a close, then one more per failed
+    handshake): board.js's 0.5 s × 2^attempt, capped at BACKOFF_CAP, times a random 50–100 %."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_START * 2**attempt)
+    return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 (jitter, not security)
+
+
 class Worker:
     """The clients of one worker process and their accounting (runs inside that process)."""
 
@@ -81,6 +96,7 @@ class Worker:
         self.open_timeout = open_timeout
         self.semaphore = asyncio.Semaphore(concurrency)
         self.clients: list[Client] = []
+        self.attempt_failures: list[tuple[float, str]] = []
         self.stopping = False
         self.run: str | None = None
         self.reset_counts()
@@ -152,8 +168,12 @@ class Worker:
         return {
             "open": sum(1 for c in self.clients if c.socket is not None),
             "ready": sum(1 for c in self.clients if c.ready_at is not None),
+            "live": sum(1 for c in self.clients if c.live),
             "closed": sum(1 for c in self.clients if c.closes),
         }
+
+    def timelines(self) -> dict:
+        return {"clients": [c.events for c in self.clients], "attempt_failures": self.attempt_failures}
 
     async def close(self) -> None:
         self.stopping = True
@@ -178,14 +198,19 @@ class Client:
         self.first_failure = ""
         self.closes = 0
         self.reconnects = 0
+        self.live = False  # between a ready frame and the socket's close
+        self.events: list[tuple[str, float, str]] = []  # ("ready", t, served_by) / ("closed", t, "")
 
     async def run(self) -> None:
         worker, attempt = self.worker, 0
         try:
             while not worker.stopping:
                 started = time.time()
+                # `concurrency` paces the harness's own connect() (first handshakes); a reconnect is
+                # the client's own, uncapped like a browser's, so a storm meets only the server's limits.
+                gate = worker.semaphore if not self.settled.is_set() else contextlib.nullcontext()
                 try:
-                    async with worker.semaphore:
+                    async with gate:
                         socket = await connect(
                             worker.endpoint.uri(self.last_id),
                             host=worker.endpoint.address,
@@ -201,24 +226,29 @@ class Client:
                         await self.read_until_ready(socket, started)
                 except Exception as exc:  # noqa: BLE001 (every failed handshake is counted by its reason)
                     self.socket = None
+                    reason = _reason(exc)
+                    worker.attempt_failures.append((time.time(), reason))
                     if not self.settled.is_set():
-                        self.first_failure = _reason(exc)
+                        self.first_failure = reason
                         self.settled.set()
                     if not worker.reconnect:
                         return
-                    ceiling = min(BACKOFF_CAP, BACKOFF_START * 2**attempt)
-                    await asyncio.sleep(ceiling / 2 + random.random() * ceiling / 2)  # noqa: S311 (jitter)
+                    await asyncio.sleep(backoff(attempt))
                     attempt += 1
                     continue
-                attempt = 0
                 with contextlib.suppress(ConnectionClosed):
                     async for raw in socket:
                         self.receive(raw)
                 self.socket = None
+                self.live = False
+                self.events.append(("closed", time.time(), ""))
                 self.closes += 1
                 if not worker.reconnect or worker.stopping:
                     return
                 self.reconnects += 1
+                # board.js: a close waits backoff(0), and the handshake after it is attempt 1.
+                await asyncio.sleep(backoff(0))
+                attempt = 1
         finally:
             if self.socket is not None:
                 with contextlib.suppress(Exception):
@@ -232,9 +262,12 @@ class Client:
             if frame.kind == "message":
                 self.receive_message(frame.id, frame.text)
             elif frame.kind == "ready":
+                now = time.time()
                 if self.ready_at is None:
-                    self.ready_at = time.time()
-                    self.handshake_s = self.ready_at - started
+                    self.ready_at = now
+                    self.handshake_s = now - started
+                self.live = True
+                self.events.append(("ready", now, frame.served_by or ""))
                 self.last_id = max(self.last_id or 0, frame.last_id or 0)
                 self.settled.set()
                 return
@@ -280,6 +313,8 @@ async def _serve(conn, endpoint: Endpoint, options: dict) -> None:
             reply = {}
         elif command == "status":
             reply = worker.status()
+        elif command == "timelines":
+            reply = worker.timelines()
         elif command == "close":
             await worker.close()
             conn.send(("closed", {}))
@@ -378,8 +413,17 @@ class ReceiverPool:
         }
 
     def status(self) -> dict:
+        """{"open", "ready", "live", "closed"} summed over the workers (module docstring)."""
         replies = self._all("status", [{}] * len(self.pipes))
-        return {key: sum(r[key] for r in replies) for key in ("open", "ready", "closed")}
+        return {key: sum(r[key] for r in replies) for key in ("open", "ready", "live", "closed")}
+
+    def timelines(self) -> dict:
+        """Every client's ready/closed events and every failed handshake attempt (module docstring)."""
+        replies = self._all("timelines", [{}] * len(self.pipes))
+        return {
+            "clients": [events for r in replies for events in r["clients"]],
+            "attempt_failures": sorted(f for r in replies for f in r["attempt_failures"]),
+        }
 
     def close(self, timeout: float = 60.0) -> None:
         """Close every socket and end the workers (killed if they do not end within `timeout` s)."""

@@ -1,4 +1,5 @@
-"""Turn results.json (bench.__main__) into results.md and latency.png; put the table in the README.
+"""Turn results.json (bench.__main__) into results.md, latency.png and storm.png; put the tables in
+the README.
 
     python -m bench.report bench/results                 # redraw results.md and the plot from the JSON
     python -m bench.report bench/results --readme README.md   # and replace the README's bench section
@@ -41,6 +42,19 @@ def one_line(result: dict) -> str:
         f"delivery p50 {_num(d['p50'])} p99 {_num(d['p99'])} max {_num(d['max'])} ms, "
         f"fan-out p99 {_num(f['p99'])} ms, missing {result['lost']}, dup {result['duplicates']}, "
         f"server CPU {result['server_usage']['cpu_s_total']} s, load-gen CPU {result['loadgen']['cpu_s_total']} s"
+    )
+
+
+def storm_line(result: dict) -> str:
+    """A reconnect storm in one line for the log."""
+    rc, k, posts = result["reconnect"], result["killed"], result["posts"]
+    return (
+        f"storm {result['sockets']}: killed {k['process']} holding {k['held']}, {rc['back']} back "
+        f"({rc['not_back']} not), all back {_num(rc['all_back_s'], 2)} s "
+        f"(design {_num(result['predicted_all_back_s'], 2)} s), "
+        f"reconnect p50 {_num(rc['reconnect_ms']['p50'])} p99 {_num(rc['reconnect_ms']['p99'])} ms, "
+        f"{rc['failed_attempts']} failed attempts {rc['failures']}, others dropped {rc['others_closed']}, "
+        f"posts {posts['ok']}/{posts['asked']}, missing {result['lost']}, dup {result['duplicates']}"
     )
 
 
@@ -129,6 +143,60 @@ def idle_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+STORM_HEADER = (
+    "| sockets | killed Daphne held | back | all back s (design) | reconnect p50 / p99 / max ms "
+    "| Daphne restarted s | failed handshakes (reasons) | others dropped | posts ok (failed) | missing / dup "
+    "| delivery p50 / p99 ms | load-gen CPU s (busiest) |\n"
+    "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+)
+
+
+def storm_table(results: dict) -> str:
+    """The reconnect storm runs (results["storm"]) as a Markdown table; "" when there are none."""
+    runs = results.get("storm") or []
+    if not runs:
+        return ""
+    rows = [STORM_HEADER]
+    for r in runs:
+        rc, k, posts = r["reconnect"], r["killed"], r["posts"]
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(rc["failures"].items())) or "none"
+        design, back_ms = r["predicted_all_back_s"], rc["reconnect_ms"]
+        versus = _ratio(rc["all_back_s"], design)
+        rows.append(
+            f"| {r['sockets']:,} | {k['held']:,} ({k['process'].removeprefix('app/')}) | {rc['back']:,} "
+            f"| {_num(rc['all_back_s'], 1)} ({_num(design, 1)}{'' if versus == '–' else ', ' + versus}) "
+            f"| {_num(back_ms['p50'])} / {_num(back_ms['p99'])} / {_num(back_ms['max'])} "
+            f"| {_num(r['restarted_s'], 1)} | {rc['failed_attempts']} ({reasons}) | {rc['others_closed']} "
+            f"| {posts['ok']} ({posts['asked'] - posts['ok']}) | {r['lost']} / {r['duplicates']} "
+            f"| {_num(r['delivery_ms']['p50'])} / {_num(r['delivery_ms']['p99'])} "
+            f"| {_num(r['loadgen']['cpu_s_total'], 1)} ({_num(r['loadgen']['busiest_core_share'], 2)}) |"
+        )
+    return "\n".join(rows)
+
+
+def storm_notes(results: dict) -> str:
+    """What the storm table's columns mean, with the limits and the first connect of the run."""
+    r = results["storm"][0]
+    stages = "; ".join(
+        f"{name} {_num(s['rate_per_s'])}/s, delay {s['delay']:,}, burst {s['burst']:,}"
+        for name, s in r["limits"].items()
+    )
+    hs = r["handshakes"]
+    return (
+        f"One Daphne killed with SIGKILL while {r['sockets']:,} sockets were open through Nginx (least_conn spreads "
+        f"them over the Daphne processes), a post every {1 / results['settings']['rate']:g} s before, during and "
+        "after; the clients reconnect like board.js (`?after=<last id>`, 0.25–0.5 s after the close, backoff "
+        "on failure). *all back*: kill → the last of its clients ready again (backlog included), next to the "
+        "*design* figure and their ratio: the clients' first backoff (0.5 s at most) plus the wait Nginx's "
+        'slowest handshake stage gives that many handshakes at once (README "Handshake limits"; the stack\'s '
+        f"stages: {stages}): what is left is the servers' own time; *failed handshakes*: every failed attempt from "
+        "the kill on, retries included; *others dropped*: clients of the other Daphne that lost their socket; "
+        "*missing / dup*: as in the fan-out table, over every client and every post answered 201 during the "
+        f"storm. The first connect of all {r['sockets']:,} took {_num(hs['seconds'], 1)} s "
+        f"({_num(hs['per_s'])}/s, {hs['failed']} failed)."
+    )
+
+
 def process_table(results: dict) -> str:
     """Per-process CPU (fan-out phase) and peak RSS of the largest stack run."""
     stack_runs = [r for r in results["fanout"] if r["server"] == "stack"]
@@ -191,6 +259,13 @@ def markdown(results: dict, image: str | None = "latency.png") -> str:
         parts += ["", procs]
     if image:
         parts += ["", f"![fan-out latency vs sockets, stack and bare]({image})"]
+    storm = storm_table(results)
+    if storm:
+        parts += ["", "Reconnect storm (stack only: the bare server has no second process to come back to):", "", storm]
+        parts += ["", storm_notes(results)]
+        if image:
+            storm_png = Path(image).with_name("storm.png").as_posix()
+            parts += ["", f"![reconnect storm: clients back after the kill]({storm_png})"]
     return "\n".join(parts) + "\n"
 
 
@@ -234,11 +309,42 @@ def plot(results: dict, path: Path) -> Path:
     return path
 
 
+def plot_storm(results: dict, path: Path) -> Path:
+    """Clients of the killed Daphne back vs seconds since the kill, per storm run, with the design's
+    figure and the issue's 15 s marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axis = plt.subplots(figsize=(7, 4.2))
+    for r in results["storm"]:
+        times = [0.0, *r["reconnect"]["reconnect_s"]]
+        label = f"{r['sockets']:,} sockets: {r['killed']['held']:,} held"
+        axis.step(times, range(len(times)), where="post", label=label)
+        axis.axvline(r["predicted_all_back_s"], linestyle=":", color="grey")
+    axis.axvline(15, linestyle="--", color="tab:red", label="15 s (issue 9)")
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("seconds since SIGKILL")
+    axis.set_ylabel("clients of the killed Daphne ready again")
+    axis.set_title("reconnect storm (dotted: the handshake limits' design figure)", fontsize=9)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_all(results: dict, out: Path) -> list[Path]:
-    """results.md and latency.png in `out`; returns their paths."""
+    """results.md, latency.png and (with a storm run) storm.png in `out`; returns their paths."""
     md = out / "results.md"
     md.write_text("# make bench: latest results\n\n" + markdown(results))
-    return [md, plot(results, out / "latency.png")]
+    written = [md, plot(results, out / "latency.png")]
+    if results.get("storm"):
+        written.append(plot_storm(results, out / "storm.png"))
+    return written
 
 
 def update_readme(readme: Path, results: dict, results_dir: Path) -> None:

@@ -60,6 +60,37 @@ def test_server_and_load_generator_processes_were_measured(results):
     assert stack["loadgen"]["cpu_s_total"] > 0
 
 
+def test_reconnect_storm_killed_a_daphne_that_held_sockets(results):
+    """Tests that the storm ran on the stack, killed a Daphne that held some of its sockets, and timed them."""
+    assert [r["server"] for r in results["storm"]] == ["stack"]
+    run = results["storm"][0]
+    assert run["sockets"] == results["settings"]["storm_sockets"]
+    assert run["handshakes"]["ok"] > 0
+    killed, back = run["killed"], run["reconnect"]
+    assert killed["process"].startswith("app/daphne:") and killed["process"].endswith(killed["port"])
+    assert 0 < killed["held"] <= run["handshakes"]["ok"]
+    assert killed["held"] + killed["others"] <= run["handshakes"]["ok"]
+    assert back["held"] == killed["held"] and back["back"] + back["not_back"] == back["held"]
+    assert sum(back["back_on"].values()) == back["back"] == len(back["reconnect_s"]) == back["reconnect_ms"]["n"]
+    assert back["reconnect_s"] == sorted(back["reconnect_s"])
+    assert back["failed_attempts"] == sum(back["failures"].values())
+    assert run["predicted_all_back_s"] > run["predicted_nginx_wait_s"] >= 0
+    assert set(run["limits"]) == {"per address", "site"}
+
+
+def test_reconnect_storm_posted_throughout_and_counted_deliveries(results):
+    """Tests that posts were answered during the storm and every delivery was accounted for."""
+    run = results["storm"][0]
+    assert run["posts"]["ok"] > 0 and run["posts"]["asked"] >= run["posts"]["ok"]
+    assert run["deliveries"] > 0 and run["deliveries"] + run["lost"] >= run["expected"]
+    delivery = run["delivery_ms"]
+    assert 0 <= delivery["p50"] <= delivery["p99"] <= delivery["max"], delivery
+    for key in ("reconnect_ms", "noticed_ms"):
+        summary = run["reconnect"][key]
+        if summary["n"]:
+            assert 0 <= summary["p50"] <= summary["p99"] <= summary["max"], summary
+
+
 def test_idle_capacity_was_probed_on_both(results):
     """Tests that the idle probe held sockets on both servers and priced them in KiB."""
     idle = {r["server"]: r for r in results["idle"]}
@@ -73,10 +104,12 @@ def test_machine_and_versions_are_recorded(results):
     assert {"daphne", "channels", "django"} <= set(results["machine"]["stack"])
 
 
-def test_markdown_and_plot_were_written(results_dir, results):
-    """Tests that results.md has a stack, bare and ratio row per size, and latency.png is a PNG."""
+def test_markdown_and_plots_were_written(results_dir, results):
+    """Tests that results.md has a stack, bare and ratio row per size and a storm row, and both plots are PNGs."""
     table = (results_dir / "results.md").read_text()
     for size in results["settings"]["sizes"]:
         for row in ("stack", "bare", "*stack ÷ bare*"):
             assert f"| {size:,} | {row} |" in table
-    assert (results_dir / "latency.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert f"| {results['settings']['storm_sockets']:,} | " in table.split("Reconnect storm", 1)[1]
+    for image in ("latency.png", "storm.png"):
+        assert (results_dir / image).read_bytes()[:8] == PNG_SIGNATURE

@@ -112,6 +112,19 @@ def test_nginx_accepts_the_site_with_trusted_proxies_and_names_that_need_escapin
     assert "(?:board\\.example\\.com|\\[::1\\]|my\\-host\\.internal)" in site
 
 
+@pytest.mark.parametrize("connections", [512, 16384])
+def test_nginx_worker_connections_and_open_file_limit_follow_the_variable(tmp_path, connections):
+    """Tests that nginx_worker_connections sets worker_connections, that worker_rlimit_nofile is it plus
+    1024 (one descriptor per connection, upstream ones included, and room for files), and that `nginx -t`
+    accepts both without warning that the connections exceed the open-file limit."""
+    check, conf_dir = nginx_check(tmp_path, f"nginx_worker_connections={connections}")
+    assert check.returncode == 0, check.stderr
+    assert "exceed open file resource limit" not in check.stderr
+    main = (conf_dir / "nginx.conf").read_text()
+    assert f"\n    worker_connections {connections};\n" in main
+    assert f"\nworker_rlimit_nofile {connections + 1024};\n" in main
+
+
 def test_nginx_rejects_a_broken_rendering(tmp_path):
     """Tests that the nginx check can fail: a bad rate value is refused by `nginx -t`."""
     check, _ = nginx_check(tmp_path, "nginx_api_rate=lots")

@@ -78,7 +78,7 @@ class _LoopLayer(pubsub.RedisPubSubLoopLayer):
             # Without it, sockets would stay open on a connection that lost their subscriptions.
             raise ImproperlyConfigured(f"{LAYER}: CONFIG needs on_disconnect, a message type the consumers handle")
         if on_reconnect is not None:
-            raise ImproperlyConfigured(f"{LAYER}: on_reconnect is not supported; on_disconnect tells every consumer to go")
+            raise ImproperlyConfigured(f"{LAYER}: on_reconnect is unsupported; on_disconnect tells every consumer")
         super().__init__(hosts, on_disconnect=on_disconnect, **kwargs)
         self._shards = [_ShardConnection(host, self) for host in decode_hosts(hosts)]
 

@@ -12,7 +12,6 @@ from django.conf import settings
 REPO = Path(__file__).resolve().parents[2]
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def redis_server(tmp_path_factory):
     """A real redis-server on the port the test settings point the channel layer at."""

@@ -10,6 +10,10 @@ VM_VENV := $(or $(VENV),.venv)
 VM_APP_SOURCE ?=
 # The CA bundle the test host trusts (the control machine's, so pip works behind an intercepting proxy).
 EXTRA_CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
+# Deploy variables over the inventory's (the playbook's --extra-vars file); `make test-vm` provisions
+# its host with docker/e2e-vars.yml, and the tests read the same file (tests/e2e/targets.py).
+VM_VARS ?=
+VM_TEST_VARS ?= docker/e2e-vars.yml
 VM_PATH := PATH="$(abspath $(VM_VENV))/bin:$$PATH"
 VM_ENV := $(VM_PATH) ANSIBLE_CONFIG=$(abspath ansible/ansible.cfg) \
 	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) EXTRA_CA_CERTS=$(EXTRA_CA_CERTS)
@@ -38,7 +42,8 @@ vm-host: $(VENV_STAMP)
 
 vm-converge: $(VENV_STAMP)
 	$(VM_ENV) ansible-playbook -i ansible/inventories/local-vm ansible/site.yml \
-	  $(if $(VM_APP_SOURCE),--extra-vars app_source_dir=$(abspath $(VM_APP_SOURCE)))
+	  $(if $(VM_APP_SOURCE),--extra-vars app_source_dir=$(abspath $(VM_APP_SOURCE))) \
+	  $(if $(VM_VARS),--extra-vars @$(abspath $(VM_VARS)))
 
 vm: vm-host vm-converge ## Create the local test host (systemd container) and run the playbook on it
 	@echo "test host $(VM_CONTAINER) provisioned: http://127.0.0.1:$(VM_HTTP_PORT)/"
@@ -46,6 +51,7 @@ vm: vm-host vm-converge ## Create the local test host (systemd container) and ru
 vm-destroy: ## Remove the local test host
 	docker rm --force --volumes $(VM_CONTAINER) >/dev/null 2>&1 || true
 
+test-vm: export VM_VARS = $(VM_TEST_VARS)
 test-vm: $(VENV_STAMP) ## VM tier: fresh test host, playbook twice, testinfra, e2e suite; host removed after
 	@$(VM_ENV) bash tests/vm/run.sh $(MAKE) --no-print-directory -- $(VM_PYTEST)
 

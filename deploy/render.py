@@ -3,12 +3,16 @@
 
 Each rendered file names its installed path on its first line (``# /etc/nginx/nginx.conf``); the
 file is written to ROOT + that path. Variables: deploy/defaults.yml, overlaid by each --vars file
-in order, then by --set key=value (value parsed as YAML). Ansible renders the same templates with
-its template module; this script is how the compose images and the tests render them.
+in order, then by --set key=value (value parsed as YAML). A value may name others, as in Ansible
+(`app_redis_port: "{{ redis_port }}"`): it is resolved after every override, so it follows them.
+Ansible renders the same templates with its template module; this script is how the compose images
+and the tests render them, and --write-vars leaves the resolved variables where the compose images'
+scripts and the tests read them.
 
     python3 deploy/render.py --root / --vars docker/deploy-vars.yml
     python3 deploy/render.py --root / --only nginx/ --vars docker/nginx-vars.yml
     python3 deploy/render.py --list
+    python3 deploy/render.py --root /rendered --write-vars /rendered/etc/channels-stack/deploy-vars.yml
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 from pathlib import Path
 
 import jinja2
+import jinja2.nativetypes
 import yaml
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -30,8 +35,8 @@ class RenderError(Exception):
     """A template or a variable file that cannot be rendered; the message says which and why."""
 
 
-def load_vars(files: list[Path], overrides: list[str]) -> dict:
-    """Return defaults.yml overlaid by each file, then by key=value overrides."""
+def load_vars(files: list[Path], overrides: list[str] = (), extra: dict | None = None) -> dict:
+    """Return defaults.yml overlaid by each file, then by the extra mapping, then by key=value overrides."""
     variables: dict = {}
     for path in [DEFAULTS, *files]:
         try:
@@ -41,13 +46,44 @@ def load_vars(files: list[Path], overrides: list[str]) -> dict:
         if not isinstance(data, dict):
             raise RenderError(f"{path}: expected a mapping of variables, got {type(data).__name__}")
         variables.update(data)
+    variables.update(extra or {})
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise RenderError(f"--set {item!r}: expected key=value")
         variables[key] = yaml.safe_load(value)
     variables.setdefault("ansible_managed", MANAGED)
-    return variables
+    return resolve(variables)
+
+
+# Deeper than any chain of variables naming variables here (app_redis_url -> app_redis_port -> redis_port).
+_RESOLVE_ROUNDS = 10
+
+
+def resolve(variables: dict) -> dict:
+    """Return variables with every "{{ ... }}" string value rendered from the others, like Ansible.
+
+    Native types, as Ansible gives them: "{{ redis_port }}" becomes the number 6379, not "6379".
+    """
+    env = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
+    resolved = dict(variables)
+    for _ in range(_RESOLVE_ROUNDS):
+        pending = {k: v for k, v in resolved.items() if isinstance(v, str) and "{{" in v}
+        if not pending:
+            return resolved
+        for key, value in pending.items():
+            try:
+                resolved[key] = env.from_string(value).render(resolved)
+            except jinja2.TemplateError as exc:
+                raise RenderError(f"{key}: {value!r}: {exc}") from exc
+    raise RenderError(f"variables still name variables after {_RESOLVE_ROUNDS} rounds: {', '.join(pending)}")
+
+
+def dump_vars(variables: dict) -> str:
+    """The resolved variables as YAML (ansible_managed left out: it is the renderer's, not the stack's)."""
+    public = {k: v for k, v in variables.items() if k != "ansible_managed"}
+    header = "# The deploy variables these configs were rendered with (deploy/render.py --write-vars).\n"
+    return header + yaml.safe_dump(public, default_flow_style=False, sort_keys=True)
 
 
 def templates(only: list[str] | None = None) -> list[Path]:
@@ -93,11 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="one variable")
     parser.add_argument("--only", action="append", metavar="PREFIX", help="only templates under PREFIX (nginx/)")
     parser.add_argument("--list", action="store_true", help="print template -> destination and exit")
+    parser.add_argument("--write-vars", type=Path, metavar="FILE", help="also write the resolved variables (YAML)")
     args = parser.parse_args(argv)
     if not args.list and args.root is None:
         parser.error("--root or --list is required")
     try:
-        rendered = render_all(load_vars(args.vars, args.set), args.only)
+        variables = load_vars(args.vars, args.set)
+        rendered = render_all(variables, args.only)
     except RenderError as exc:
         print(f"render.py: {exc}", file=sys.stderr)
         return 2
@@ -108,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         target = args.root / destination.relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+    if args.write_vars and not args.list:
+        args.write_vars.parent.mkdir(parents=True, exist_ok=True)
+        args.write_vars.write_text(dump_vars(variables))
     return 0
 
 

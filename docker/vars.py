@@ -26,17 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = ROOT / "deploy" / "defaults.yml"
 COMPOSE_VARS = ROOT / "docker" / "deploy-vars.yml"
 
-# Variables whose value docker-compose.yml or docker/Dockerfile repeat: changing only the rendered
-# configs would leave a stack that never turns healthy (or serves nothing), so they are refused.
-_PORTS = "docker-compose.yml's healthchecks and port mapping and the Dockerfile's EXPOSE name the ports"
+# Variables the compose files depend on: changing only the rendered configs would leave a stack that
+# never turns healthy (or serves nothing), so they are refused. The app's ports and process counts
+# are not among them: the healthchecks and REDIS_URL read the variables the images were rendered
+# with (docker/app/healthcheck.py, docker/app/entrypoint.sh, docker/redis/healthcheck.sh).
 _PATHS = "docker/Dockerfile installs the programs, configs and volume at these paths"
+_NETWORK = "the containers reach each other over the compose networks (docker/deploy-vars.yml)"
 FIXED_IN_COMPOSE = {
-    "daphne_processes": "the app healthcheck in docker-compose.yml lists each Daphne's /ws/healthz port",
-    "daphne_base_port": _PORTS,
-    "gunicorn_port": _PORTS,
-    "nginx_listen_port": _PORTS,
-    "app_bind_host": "the containers reach each other over the compose networks (docker/deploy-vars.yml)",
+    "nginx_listen_port": "docker-compose.yml publishes the nginx container's port 80 (HTTP_PORT is the host's)",
+    "app_bind_host": _NETWORK,
     "app_upstream_host": "Nginx reaches the programs by the compose service name (docker/deploy-vars.yml)",
+    "app_redis_host": "the app reaches Redis by the compose service name (docker/deploy-vars.yml)",
+    "redis_bind_addresses": _NETWORK,
     "app_user": "docker/Dockerfile creates the user `channels` and runs as it",
     "app_group": "docker/Dockerfile creates the group `channels`",
     "app_code_dir": _PATHS,
@@ -102,7 +103,9 @@ def check(path: Path) -> dict:
             problems.append(f"unknown variable {name!r}{hint}: the variables are those of deploy/defaults.yml")
             continue
         expected = _kind(defaults[name])
-        if value is not None and _kind(value) != expected:
+        # A default that names other variables ("{{ redis_port }}") takes a value of any kind.
+        derived = isinstance(defaults[name], str) and "{{" in defaults[name]
+        if value is not None and not derived and _kind(value) != expected:
             problems.append(f"{name}: expected a {expected} like the default {defaults[name]!r}, got {value!r}")
             continue
         if name in FIXED_IN_COMPOSE and value != compose[name]:

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Healthcheck of the app container: every URL given answers 200 with {"status": "ok"}.
+"""Healthcheck of the app container: Gunicorn's /healthz and every Daphne process's /ws/healthz
+answer 200 with {"status": "ok"}.
 
-docker-compose.yml passes Gunicorn's /healthz and each Daphne process's /ws/healthz, so the check
-covers the WSGI and the ASGI side (and, through their checks, the database and Redis).
+The ports come from the deploy variables the image was rendered with (DEPLOY_VARS, written by
+deploy/render.py --write-vars at build time): gunicorn_port, and daphne_base_port + n for each of
+daphne_processes. So `make up VARS=...` may change them, and no port is repeated in
+docker-compose.yml. URLs given as arguments are checked instead (by hand, or another layout).
+The check covers the WSGI and the ASGI side and, through their checks, the database and Redis.
 Exit 0 when all are healthy, 1 otherwise with one line per failure (shown by `docker inspect`).
 """
 
@@ -10,8 +14,24 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
+
+import yaml
 
 TIMEOUT_SECONDS = 3
+DEPLOY_VARS = Path("/etc/channels-stack/deploy-vars.yml")
+
+
+def urls_from(variables: dict) -> list[str]:
+    """Every app server's health URL, from the deploy variables."""
+    # The programs bind app_bind_host; a wildcard address is reached on loopback from inside.
+    host = variables["app_bind_host"]
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (compared, not bound)
+    daphnes = [variables["daphne_base_port"] + n for n in range(variables["daphne_processes"])]
+    return [
+        f"http://{host}:{variables['gunicorn_port']}/healthz",
+        *(f"http://{host}:{port}/ws/healthz" for port in daphnes),
+    ]
 
 
 def problem(url: str) -> str | None:
@@ -30,8 +50,11 @@ def problem(url: str) -> str | None:
 
 def main(urls: list[str]) -> int:
     if not urls:
-        print("usage: channels-stack-healthcheck URL...", file=sys.stderr)
-        return 2
+        try:
+            urls = urls_from(yaml.safe_load(DEPLOY_VARS.read_text()))
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            print(f"channels-stack-healthcheck: no URLs given and none from {DEPLOY_VARS}: {exc}", file=sys.stderr)
+            return 2
     problems = [p for p in map(problem, urls) if p]
     for line in problems:
         print(line)

@@ -10,7 +10,7 @@ import pytest
 import testinfra
 
 from .stack import AppLog, NginxLog, Site, Supervisor, wait_until
-from .targets import REPO, make_target
+from .targets import REPO, daphne_ports, deploy_vars, gunicorn_port, make_target, programs
 
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", REPO / "artifacts"))
 # Every program RUNNING and both tiers healthy through Nginx again, after a test stopped or killed some.
@@ -36,12 +36,30 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.timeout(E2E_TEST_TIMEOUT))
 
 
+# Arguments a test may take to run once per program or per app server port of each target; their
+# values come from the target's deploy variables, so a stack with three Daphne processes gets three.
+PER_TARGET = {
+    "deployed_program": programs,
+    "app_port": lambda variables: (gunicorn_port(variables), *daphne_ports(variables)),
+}
+
+
 def pytest_generate_tests(metafunc):
     if "target" in metafunc.fixturenames:
         names = metafunc.config.getoption("--target")
         if not names:
             raise pytest.UsageError("tests/e2e needs --target compose and/or --target vm")
-        metafunc.parametrize("target", names, indirect=True, scope="session")
+        per_target = [argname for argname in PER_TARGET if argname in metafunc.fixturenames]
+        if not per_target:
+            metafunc.parametrize("target", names, indirect=True, scope="session")
+            return
+        argname = per_target[0]
+        params = [
+            pytest.param(name, value, id=f"{name}-{value}")
+            for name in names
+            for value in PER_TARGET[argname](deploy_vars(name))
+        ]
+        metafunc.parametrize(("target", argname), params, indirect=["target"], scope="session")
 
 
 @pytest.fixture(scope="session")

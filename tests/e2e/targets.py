@@ -2,12 +2,14 @@
 
 The tests only talk to a Target: its Nginx on loopback (base_url), a testinfra host inside the
 machine or container that runs supervisord (host_spec), the supervisorctl command there, and a way
-to restart the whole stack with its data kept. Paths and ports are the ones of deploy/defaults.yml,
-which both the compose images and the VM use.
+to restart the whole stack with its data kept. Ports, process counts and paths come from the deploy
+variables each target is rendered with (deploy_vars: deploy/render.py's loader over the same files
+the images or the playbook use), never from constants here.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -18,16 +20,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("deploy_render", REPO / "deploy" / "render.py")
+render = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(render)
 
-# deploy/defaults.yml: the same on every target.
-APP_USER = "channels"
-APP_VENV = "/srv/channels-stack/venv"
-APP_CONFIG_DIR = "/etc/channels-stack"
-GUNICORN_PORT = 8000
-DAPHNE_PORTS = (8100, 8101)
-WORKERS = ("worker:worker-0", "worker:worker-1")
+VM_INVENTORY_VARS = REPO / "ansible" / "inventories" / "local-vm" / "group_vars" / "channels_stack" / "main.yml"
+
+
+def _repo_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else REPO / path
+
+
+def deploy_vars(name: str) -> dict:
+    """The deploy variables target `name` is rendered with, read from the files its stack is built from.
+
+    compose: deploy/defaults.yml, docker/deploy-vars.yml, then EXTRA_VARS (the file `make up VARS=` or
+    `make test-compose` builds the images with). vm: deploy/defaults.yml, the local-vm inventory's
+    deploy variables (its other values are Ansible expressions), then VM_VARS (`--extra-vars` of the
+    playbook runs). Read at collection time too: the tests are parametrized by them.
+    """
+    if name == "compose":
+        extra = os.environ.get("EXTRA_VARS") or "docker/no-vars.yml"
+        return render.load_vars([REPO / "docker" / "deploy-vars.yml", _repo_path(extra)])
+    if name == "vm":
+        defaults = render.load_vars([])
+        inventory = yaml.safe_load(VM_INVENTORY_VARS.read_text()) or {}
+        files = [_repo_path(os.environ["VM_VARS"])] if os.environ.get("VM_VARS") else []
+        return render.load_vars(files, extra={k: v for k, v in inventory.items() if k in defaults})
+    raise ValueError(f"unknown target {name!r}; known: compose, vm")
+
+
+def gunicorn_port(variables: dict) -> int:
+    return variables["gunicorn_port"]
+
+
+def daphne_ports(variables: dict) -> tuple[int, ...]:
+    """One port per Daphne process: daphne_base_port + n, as deploy/supervisor/programs.conf.j2 has it."""
+    return tuple(variables["daphne_base_port"] + n for n in range(variables["daphne_processes"]))
+
+
+def workers(variables: dict) -> tuple[str, ...]:
+    return tuple(f"worker:worker-{n}" for n in range(variables["worker_processes"]))
+
+
+def programs(variables: dict) -> tuple[str, ...]:
+    """Every supervisor program (group:name) the variables make the stack run."""
+    return ("gunicorn", *(f"daphne:daphne-{port}" for port in daphne_ports(variables)), *workers(variables))
 
 
 @dataclass(frozen=True)
@@ -40,14 +82,10 @@ class Target:
     host_spec: Callable[[], str]
     # Stops and starts the whole stack (data kept); returns when it is healthy again.
     restart_stack: Callable[[], None]
+    # The deploy variables the stack was rendered with (deploy_vars).
+    variables: dict = field(hash=False)
     # Address Gunicorn and Daphne bind to on that host.
     bind_host: str = "127.0.0.1"
-    app_user: str = APP_USER
-    app_venv: str = APP_VENV
-    app_config_dir: str = APP_CONFIG_DIR
-    gunicorn_port: int = GUNICORN_PORT
-    daphne_ports: tuple[int, ...] = DAPHNE_PORTS
-    workers: tuple[str, ...] = WORKERS
     # PID 1 names that count as a proper init for supervisord to run under.
     init_names: tuple[str, ...] = field(default=("tini", "docker-init", "systemd", "init"))
     # Redis as the app's host reaches it.
@@ -56,6 +94,30 @@ class Target:
     compose: tuple[str, ...] = ()
     # testinfra host spec of the container Nginx runs in; None: the same as host_spec.
     nginx_host_spec: Callable[[], str] | None = None
+
+    @property
+    def app_user(self) -> str:
+        return self.variables["app_user"]
+
+    @property
+    def app_venv(self) -> str:
+        return self.variables["app_venv"]
+
+    @property
+    def app_config_dir(self) -> str:
+        return self.variables["app_config_dir"]
+
+    @property
+    def gunicorn_port(self) -> int:
+        return gunicorn_port(self.variables)
+
+    @property
+    def daphne_ports(self) -> tuple[int, ...]:
+        return daphne_ports(self.variables)
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        return workers(self.variables)
 
     @property
     def python(self) -> str:
@@ -86,8 +148,7 @@ class Target:
     @property
     def programs(self) -> tuple[str, ...]:
         """Every supervisor program (group:name) the stack runs."""
-        daphnes = tuple(f"daphne:daphne-{port}" for port in self.daphne_ports)
-        return ("gunicorn", *daphnes, *self.workers)
+        return programs(self.variables)
 
 
 def _run(command: list[str], **kwargs) -> str:
@@ -146,6 +207,7 @@ def compose_target() -> Target:
         base_url=f"http://{address}",
         host_spec=host_spec,
         restart_stack=restart_stack,
+        variables=deploy_vars("compose"),
         bind_host="0.0.0.0",  # noqa: S104 (inside the container, on the private compose network)
         redis_host="redis",
         compose=tuple(compose),
@@ -177,7 +239,13 @@ def vm_target() -> Target:
                 raise RuntimeError(f"{base_url} not healthy within 120 s of rebooting {container}")
             time.sleep(1)
 
-    return Target(name="vm", base_url=base_url, host_spec=lambda: f"docker://{container}", restart_stack=restart_stack)
+    return Target(
+        name="vm",
+        base_url=base_url,
+        host_spec=lambda: f"docker://{container}",
+        restart_stack=restart_stack,
+        variables=deploy_vars("vm"),
+    )
 
 
 TARGETS: dict[str, Callable[[], Target]] = {

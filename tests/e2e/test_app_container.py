@@ -7,9 +7,7 @@ import time
 import pytest
 
 from .stack import Supervisor, http_ok_on_host, wait_until
-from .targets import DAPHNE_PORTS, GUNICORN_PORT, WORKERS
 
-PROGRAMS = ["gunicorn", *(f"daphne:daphne-{port}" for port in DAPHNE_PORTS), *WORKERS]
 RECOVERY_SECONDS = 10
 # After recovery the new PID must stay the same this long: a crash loop would change it.
 STABLE_SECONDS = 4
@@ -26,19 +24,30 @@ def test_supervisord_runs_as_the_app_user_under_an_init(app_host, target):
     )
 
 
-@pytest.mark.parametrize("program", PROGRAMS)
-def test_program_is_running_as_the_app_user(app_host, target, program):
+# deployed_program and app_port: one test per program and port of the target's deploy variables
+# (tests/e2e/conftest.py).
+def test_program_is_running_as_the_app_user(app_host, target, deployed_program):
     """Tests that each supervisor program is RUNNING, in a process owned by the app user."""
-    status = app_host.supervisor(program, target.supervisorctl_path, target.supervisord_conf)
+    status = app_host.supervisor(deployed_program, target.supervisorctl_path, target.supervisord_conf)
 
-    assert status.is_running, f"{program}: {status.status}"
+    assert status.is_running, f"{deployed_program}: {status.status}"
     assert app_host.process.get(pid=status.pid).user == target.app_user
 
 
-@pytest.mark.parametrize("port", [GUNICORN_PORT, *DAPHNE_PORTS])
-def test_program_socket_is_listening(app_host, target, port):
+def test_supervisor_runs_as_many_daphnes_and_workers_as_the_variables_say(target, supervisor):
+    """Tests that supervisor runs exactly daphne_processes Daphne and worker_processes worker programs."""
+    status = supervisor.status()
+    running = {group: sorted(n for n in status if n.startswith(f"{group}:")) for group in ("daphne", "worker")}
+
+    assert running == {
+        "daphne": sorted(p for p in target.programs if p.startswith("daphne:")),
+        "worker": sorted(target.workers),
+    }
+
+
+def test_program_socket_is_listening(app_host, target, app_port):
     """Tests that Gunicorn and every Daphne process listen on their ports."""
-    assert app_host.socket(f"tcp://{target.bind_host}:{port}").is_listening
+    assert app_host.socket(f"tcp://{target.bind_host}:{app_port}").is_listening
 
 
 def gunicorn_serves(site, app_host, target, supervisor) -> bool:
@@ -61,19 +70,21 @@ def make_worker_check():
     return worker_serves
 
 
+# pick(target) -> (the program killed, the programs stopped first), from the target's variables.
 @pytest.mark.parametrize(
-    ("program", "also_stopped", "make_check"),
+    ("pick", "make_check"),
     [
-        pytest.param("gunicorn", [], lambda: gunicorn_serves, id="gunicorn"),
-        pytest.param(f"daphne:daphne-{DAPHNE_PORTS[-1]}", [], lambda: daphne_serves, id="daphne"),
+        pytest.param(lambda t: ("gunicorn", []), lambda: gunicorn_serves, id="gunicorn"),
+        pytest.param(lambda t: (f"daphne:daphne-{t.daphne_ports[-1]}", []), lambda: daphne_serves, id="daphne"),
         # The other workers are stopped, so the job can only be run by the replaced one.
-        pytest.param(WORKERS[0], list(WORKERS[1:]), make_worker_check, id="worker"),
+        pytest.param(lambda t: (t.workers[0], list(t.workers[1:])), make_worker_check, id="worker"),
     ],
 )
 def test_sigkilled_process_is_replaced_and_serves_again_within_10_s(
-    site, app_host, target, supervisor: Supervisor, program, also_stopped, make_check
+    site, app_host, target, supervisor: Supervisor, pick, make_check
 ):
     """Tests that after SIGKILL supervisor starts a new PID that is RUNNING and serving within 10 s, and stays."""
+    program, also_stopped = pick(target)
     for name in also_stopped:
         supervisor.stop(name)
     serves = make_check()

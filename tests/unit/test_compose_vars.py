@@ -42,7 +42,8 @@ def test_an_empty_file_is_no_variables(tmp_path):
         ("nginx_ws_brust: 5\n", "unknown variable 'nginx_ws_brust' (did you mean nginx_ws_burst?)"),
         ("gunicorn_workers: many\n", "gunicorn_workers: expected a number"),
         ("nginx_server_names: a.example\n", "nginx_server_names: expected a list"),
-        ("daphne_processes: 4\n", "daphne_processes: the compose stack cannot change it"),
+        ("nginx_listen_port: 81\n", "nginx_listen_port: the compose stack cannot change it"),
+        ("app_redis_host: 10.0.0.5\n", "app_redis_host: the compose stack cannot change it"),
         ("app_data_dir: /data\n", "app_data_dir: the compose stack cannot change it"),
     ],
 )
@@ -63,6 +64,17 @@ def test_every_problem_is_named_at_once(tmp_path):
 def test_a_compose_fixed_variable_at_its_compose_value_is_fine(tmp_path):
     """Tests that restating the value compose already uses is not refused."""
     assert compose_vars.check(write(tmp_path, "daphne_processes: 2\napp_bind_host: 0.0.0.0\n"))
+
+
+def test_process_counts_and_app_ports_may_change(tmp_path):
+    """Tests that daphne_processes and the app's ports pass: the healthchecks and REDIS_URL read the rendered values."""
+    text = "daphne_processes: 4\ndaphne_base_port: 9100\ngunicorn_port: 9000\nredis_port: 6390\napp_redis_port: 6390\n"
+    assert compose_vars.check(write(tmp_path, text))["daphne_processes"] == 4
+
+
+def test_the_e2e_tiers_variables_are_valid_vars():
+    """Tests that docker/e2e-vars.yml (make test-compose, make test-vm) passes the same check as a user's VARS."""
+    assert compose_vars.check(REPO / "docker" / "e2e-vars.yml") == {"daphne_processes": 3}
 
 
 def test_missing_file_fails_before_anything_is_written(tmp_path):

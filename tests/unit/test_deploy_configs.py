@@ -1,13 +1,17 @@
 """The deploy templates, rendered with their defaults and checked by the tools that will read them."""
 
 import getpass
+import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +41,7 @@ def test_every_template_names_where_it_is_installed():
         "gunicorn/gunicorn.conf.py.j2 -> /etc/channels-stack/gunicorn.conf.py",
         "nginx/channels-stack.conf.j2 -> /etc/nginx/conf.d/channels-stack.conf",
         "nginx/nginx.conf.j2 -> /etc/nginx/nginx.conf",
+        "redis/channels-stack.conf.j2 -> /etc/redis/channels-stack.conf",
         "supervisor/programs.conf.j2 -> /etc/channels-stack/supervisor.d/programs.conf",
         "supervisor/supervisord.conf.j2 -> /etc/channels-stack/supervisord.conf",
         "systemd/channels-stack.service.j2 -> /etc/systemd/system/channels-stack.service",
@@ -272,3 +277,86 @@ def test_render_refuses_a_vars_file_that_is_not_a_mapping(tmp_path):
     )
     assert result.returncode == 2
     assert f"{bad}: expected a mapping" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("target_vars", [[], ["docker/deploy-vars.yml"]], ids=["vm", "compose"])
+def test_redis_runs_the_rendered_settings_of_each_target(tmp_path, target_vars):
+    """Tests that redis-server starts from the one rendered settings file with its maxmemory, policy and save."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    args = [*RENDER, "--root", str(tmp_path), "--only", "redis/", "--set", "redis_bind_addresses=[127.0.0.1]"]
+    for path in target_vars:
+        args += ["--vars", str(REPO / path)]
+    subprocess.run([*args, "--set", f"redis_port={port}"], check=True)
+    conf = tmp_path / "etc" / "redis" / "channels-stack.conf"
+    assert not [line for line in conf.read_text().splitlines() if line.startswith("requirepass")]
+    server = subprocess.Popen(["redis-server", str(conf), "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, socket_connect_timeout=1)
+        for _ in range(50):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        variables = yaml.safe_load((REPO / "deploy" / "defaults.yml").read_text())
+        for path in target_vars:
+            variables.update(yaml.safe_load((REPO / path).read_text()))
+        config = client.config_get("*")
+        assert config["maxmemory"] == str(256 * 1024**2) and variables["redis_maxmemory"] == "256mb"
+        assert config["maxmemory-policy"] == "noeviction"
+        assert config["save"] == variables["redis_save"]
+        assert config["protected-mode"] == "yes"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_a_variable_naming_another_follows_it(tmp_path):
+    """Tests that app_redis_port follows redis_port, and app_redis_url both, like Ansible's lazy variables."""
+    out = tmp_path / "vars.yml"
+    result = render(tmp_path, "redis_port=6390")
+    assert result.returncode == 0, result.stderr
+    subprocess.run([*RENDER, "--root", str(tmp_path), "--set", "redis_port=6390", "--write-vars", str(out)], check=True)
+    variables = yaml.safe_load(out.read_text())
+    assert (variables["app_redis_port"], variables["app_redis_url"]) == (6390, "redis://127.0.0.1:6390/0")
+    assert "port 6390" in (tmp_path / "etc" / "redis" / "channels-stack.conf").read_text().splitlines()
+
+
+def test_three_daphnes_reach_supervisor_nginx_and_the_compose_healthcheck(tmp_path):
+    """Tests that the e2e tiers' daphne_processes: 3 renders three Daphne programs, upstreams and health URLs."""
+    out = tmp_path / "etc" / "channels-stack" / "deploy-vars.yml"
+    subprocess.run(
+        [
+            *RENDER,
+            "--root",
+            str(tmp_path),
+            "--vars",
+            str(REPO / "docker" / "deploy-vars.yml"),
+            "--vars",
+            str(REPO / "docker" / "e2e-vars.yml"),
+            "--write-vars",
+            str(out),
+        ],
+        check=True,
+    )
+    spec = importlib.util.spec_from_file_location("app_healthcheck", REPO / "docker" / "app" / "healthcheck.py")
+    healthcheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(healthcheck)
+    ports = [8100, 8101, 8102]
+
+    assert healthcheck.urls_from(yaml.safe_load(out.read_text())) == [
+        "http://127.0.0.1:8000/healthz",
+        *(f"http://127.0.0.1:{port}/ws/healthz" for port in ports),
+    ]
+    site = (tmp_path / "etc" / "nginx" / "conf.d" / "channels-stack.conf").read_text()
+    assert [f"server app:{port}" in site for port in ports] == [True] * 3 and "app:8103" not in site
+    programs = (tmp_path / "etc" / "channels-stack" / "supervisor.d" / "programs.conf").read_text()
+    assert "numprocs = 3" in programs

@@ -12,6 +12,13 @@ SECRETS_FILE = f"{DEPLOY['app_config_dir']}/secrets.yml"
 LOOPBACK = {"127.0.0.1", "::1"}
 
 
+def redis_bytes(size: str) -> int:
+    """Redis' memory size ("256mb") in bytes, as CONFIG GET reports it."""
+    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
+    size = size.lower()
+    return int(size[:-2]) * units[size[-2:]] if size[-2:] in units else int(size)
+
+
 def journal(host, unit: str) -> str:
     return host.run(f"journalctl --unit {unit} --no-pager --lines 40").stdout
 
@@ -48,7 +55,7 @@ def test_supervisord_runs_as_the_app_user_under_systemd(host):
     assert (supervisord.comm, supervisord.user, supervisord.ppid) == ("supervisord", APP_USER, 1)
 
 
-@pytest.mark.parametrize("program", ["gunicorn", "daphne:daphne-8100"])
+@pytest.mark.parametrize("program", ["gunicorn", f"daphne:daphne-{DEPLOY['daphne_base_port']}"])
 def test_programs_run_without_new_privileges(host, program):
     """Tests that the unit's NoNewPrivileges reaches the programs (the kernel's no_new_privs flag)."""
     pid = host.supervisor(program, SUPERVISORCTL_PATH, SUPERVISORD_CONF).pid
@@ -71,21 +78,31 @@ def test_app_server_listens_on_loopback_only(host, port):
 
 def test_redis_listens_on_loopback_only(host):
     """Tests that Redis listens on loopback addresses and on nothing else."""
-    addresses = listening_addresses(host, 6379)
+    addresses = listening_addresses(host, DEPLOY["redis_port"])
     assert addresses and addresses <= LOOPBACK, addresses
 
 
 def test_redis_refuses_commands_without_the_password(host):
     """Tests that Redis answers NOAUTH to a client without the password."""
-    result = host.run("redis-cli -h 127.0.0.1 set probe 1")
+    result = host.run(f"redis-cli -h 127.0.0.1 -p {DEPLOY['redis_port']} set probe 1")
     assert "NOAUTH" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("setting", "expected"), [("protected-mode", "yes"), ("maxmemory-policy", "noeviction")])
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("protected-mode", "yes"),
+        ("maxmemory-policy", "noeviction"),
+        # deploy/redis/channels-stack.conf.j2, the compose image's settings too, reached the VM.
+        ("maxmemory", str(redis_bytes(DEPLOY["redis_maxmemory"]))),
+    ],
+)
 def test_redis_runs_with_the_required_setting(host, setting, expected):
     """Tests Redis' protected mode and eviction policy, asked with the generated password."""
     password = yaml.safe_load(host.file(SECRETS_FILE).content_string)["redis_password"]
-    result = host.run(f"REDISCLI_AUTH={password} redis-cli -h 127.0.0.1 --raw config get {setting}")
+    result = host.run(
+        f"REDISCLI_AUTH={password} redis-cli -h 127.0.0.1 -p {DEPLOY['redis_port']} --raw config get {setting}"
+    )
     assert result.stdout.split() == [setting, expected], result.stderr
 
 
@@ -95,6 +112,7 @@ def test_redis_runs_with_the_required_setting(host, setting, expected):
         (DEPLOY["app_env_file"], "root", "root", 0o600),
         (SECRETS_FILE, "root", "root", 0o600),
         ("/etc/redis/channels-stack.conf", "root", "redis", 0o640),
+        ("/etc/redis/channels-stack-auth.conf", "root", "redis", 0o640),
         (f"{DEPLOY['app_config_dir']}/supervisord.conf", "root", DEPLOY["app_group"], 0o640),
         (DEPLOY["app_data_dir"], APP_USER, DEPLOY["app_group"], 0o750),
     ],

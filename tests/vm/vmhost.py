@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import requests
-import yaml
+from e2e.targets import deploy_vars
 
 REPO = Path(__file__).resolve().parents[2]
 VM_CONTAINER = os.environ.get("VM_CONTAINER", "channels-stack-vm")
@@ -22,8 +22,10 @@ BASE_URL = f"http://127.0.0.1:{os.environ.get('VM_HTTP_PORT', '8081')}"
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", REPO / "artifacts"))
 # Where the app version under test comes from: the checkout, or the snapshot tests/vm/run.sh made.
 APP_SOURCE = (REPO / os.environ.get("VM_APP_SOURCE", ".")).resolve()
-# The template variables of deploy/defaults.yml (the local-vm inventory keeps these).
-DEPLOY = yaml.safe_load((REPO / "deploy" / "defaults.yml").read_text())
+# The deploy variables the test host is provisioned with: deploy/defaults.yml, the local-vm inventory
+# and VM_VARS (the playbook's --extra-vars file; `make test-vm` sets it to docker/e2e-vars.yml).
+DEPLOY = deploy_vars("vm")
+VM_VARS = os.environ.get("VM_VARS", "")
 SUPERVISORCTL_PATH = f"{DEPLOY['app_venv']}/bin/supervisorctl"
 SUPERVISORD_CONF = f"{DEPLOY['app_config_dir']}/supervisord.conf"
 SUPERVISORCTL = f"{SUPERVISORCTL_PATH} -c {SUPERVISORD_CONF}"
@@ -128,6 +130,7 @@ def run_playbook(*args: str) -> PlaybookRun:
         str(REPO / "ansible" / "inventories" / "local-vm"),
         str(REPO / "ansible" / "site.yml"),
         f"--extra-vars=app_source_dir={APP_SOURCE}",
+        *([f"--extra-vars=@{(REPO / VM_VARS).resolve()}"] if VM_VARS else []),
         *args,
     ]
     start = time.monotonic()

@@ -314,7 +314,7 @@ class Traffic:
                 self.add_client()
                 return False
 
-            # Nginx skips a Daphne that failed a moment ago (max_fails=1 fail_timeout=1s).
+            # A Daphne restarted a moment ago may still be starting: Nginx passes its handshakes on.
             wait_until(spread_enough, 30, "clients on every Daphne process", 0.5)
 
     def clients_on(self, port: int) -> list[BoardClient]:

@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--posts", type=int, help="posts per run (default 50; --quick 30)")
     parser.add_argument("--receivers", type=int, default=worker_count_default(), help="receiver processes")
     parser.add_argument("--drain-timeout", type=float, help="seconds to wait for deliveries (default 120; --quick 20)")
-    parser.add_argument("--idle-max", type=int, help="idle capacity: most sockets tried (default 8000; --quick 1000)")
+    parser.add_argument("--idle-max", type=int, help="idle capacity: most sockets tried (default 12000; --quick 1000)")
     parser.add_argument("--idle-step", type=int, default=500, help="idle capacity: sockets per step")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle capacity probe")
     parser.add_argument(
@@ -101,7 +101,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(str(exc))
     args.posts = args.posts if args.posts is not None else (30 if args.quick else 50)
     args.drain_timeout = args.drain_timeout if args.drain_timeout is not None else (20.0 if args.quick else 120.0)
-    args.idle_max = args.idle_max if args.idle_max is not None else (1000 if args.quick else 8000)
+    args.idle_max = args.idle_max if args.idle_max is not None else (1000 if args.quick else 12000)
     if args.storm_sockets is None:
         args.storm_sockets = QUICK_STORM_SOCKETS if args.quick else STORM_SOCKETS
     if args.receivers < 1 or args.posts < 1 or args.rate <= 0:

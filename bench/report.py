@@ -182,9 +182,11 @@ def storm_notes(results: dict) -> str:
         for name, s in r["limits"].items()
     )
     hs = r["handshakes"]
+    # Runs before --storm-rate posted at the fan-out rate.
+    rate = results["settings"].get("storm_rate") or results["settings"]["rate"]
     return (
         f"One Daphne killed with SIGKILL while {r['sockets']:,} sockets were open through Nginx (least_conn spreads "
-        f"them over the Daphne processes), a post every {1 / (results['settings'].get('storm_rate') or results['settings']['rate']):g} s before, during and "
+        f"them over the Daphne processes), a post every {1 / rate:g} s before, during and "
         "after; the clients reconnect like board.js (`?after=<last id>`, 0.25–0.5 s after the close, backoff "
         "on failure). *all back*: kill → the last of its clients ready again (backlog included), next to the "
         "*design* figure and their ratio: the clients' first backoff (0.5 s at most) plus the wait Nginx's "

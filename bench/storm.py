@@ -205,7 +205,14 @@ def storm(
         loadgen.append(Named("poster+harness", os.getpid()))
         handshakes = pool.connect(size, after)
         pool.arm(run)
-        poster_thread = threading.Thread(target=lambda: posting.update(poster.run(stop_posting)), name="poster")
+
+        def post() -> None:
+            try:
+                posting.update(poster.run(stop_posting))
+            except Exception as exc:  # reported below, after the clients are drained
+                posting["error"] = exc
+
+        poster_thread = threading.Thread(target=post, name="poster")
         poster_thread.start()
         try:
             time.sleep(lead_s)
@@ -236,6 +243,8 @@ def storm(
         finally:
             stop_posting.set()
             poster_thread.join()
+        if "error" in posting:
+            raise TargetError(f"the poster failed during the storm: {posting['error']}") from posting["error"]
         drained = pool.expect(run, posting["posted"], drain_timeout)
         timelines = pool.timelines()
     back = reconnects(timelines["clients"], killed_at, port)

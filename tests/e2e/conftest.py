@@ -41,6 +41,7 @@ def pytest_collection_modifyitems(items):
 PER_TARGET = {
     "deployed_program": programs,
     "app_port": lambda variables: (gunicorn_port(variables), *daphne_ports(variables)),
+    "daphne_port": daphne_ports,
 }
 
 

@@ -5,10 +5,7 @@ them; on a VM nginx.service's own limits must)."""
 
 import re
 
-import pytest
 import testinfra
-
-from .targets import DAPHNE_PORTS
 
 # Each Nginx worker's "Max open files" line of /proc/PID/limits; the image has no procps.
 NGINX_WORKER_LIMITS = (
@@ -40,10 +37,10 @@ def test_nginx_workers_run_with_the_open_file_limit_nginx_conf_sets(target):
     assert {soft_and_hard(line) for line in lines} == {(wanted, wanted)}
 
 
-@pytest.mark.parametrize("port", DAPHNE_PORTS)
-def test_daphne_may_open_as_many_files_as_supervisord_asks_for(app_host, target, supervisor, port):
+def test_daphne_may_open_as_many_files_as_supervisord_asks_for(app_host, target, supervisor, daphne_port):
     """Tests that each Daphne process's soft and hard open-file limits reach supervisord's minfds
     (app_max_open_files)."""
+    port = daphne_port  # one run per Daphne process of the target (tests/e2e/conftest.py PER_TARGET)
     wanted = configured(app_host.file(target.supervisord_conf).content_string, "minfds")
     pid = supervisor.status()[f"daphne:daphne-{port}"].pid
     limits = app_host.file(f"/proc/{pid}/limits").content_string

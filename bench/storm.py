@@ -46,13 +46,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import psutil
-import yaml
 
 from bench import stats
 from bench.poster import Poster
 from bench.procs import Named, Sampler, container_pids, cpu_between, tree
 from bench.receivers import BACKOFF_START, ReceiverPool
 from bench.targets import ROOT, TargetError
+from deploy import render
 
 # One client's events as bench.receivers records them: ("ready", time, served_by) / ("closed", time, "").
 Events = Sequence[tuple[str, float, str]]
@@ -160,11 +160,10 @@ def predicted_wait_s(handshakes: int, stages: dict) -> float:
 
 
 def stack_limits(profile: Path = ROOT / "bench" / "profile.yml") -> dict:
-    """The handshake stages of the stack `make bench` builds: deploy/defaults.yml with the bench
-    profile over it (bench/run.sh stages the same files)."""
-    variables = yaml.safe_load((ROOT / "deploy" / "defaults.yml").read_text())
-    variables.update(yaml.safe_load(profile.read_text()) or {})
-    return handshake_stages(variables)
+    """The handshake stages of the stack `make bench` builds, read with deploy/render.py's loader
+    from the files its images are rendered with: deploy/defaults.yml, docker/deploy-vars.yml, then
+    the bench profile (bench/run.sh stages it as EXTRA_VARS)."""
+    return handshake_stages(render.load_vars([ROOT / "docker" / "deploy-vars.yml", profile]))
 
 
 def _daphne(app_pid: int, port: str) -> Named | None:

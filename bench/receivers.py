@@ -198,8 +198,12 @@ class Client:
         self.first_failure = ""
         self.closes = 0
         self.reconnects = 0
-        self.live = False  # between a ready frame and the socket's close
         self.events: list[tuple[str, float, str]] = []  # ("ready", t, served_by) / ("closed", t, "")
+
+    @property
+    def live(self) -> bool:
+        """Ready now: a ``ready`` frame and no close since."""
+        return bool(self.events) and self.events[-1][0] == "ready"
 
     async def run(self) -> None:
         worker, attempt = self.worker, 0
@@ -240,7 +244,6 @@ class Client:
                     async for raw in socket:
                         self.receive(raw)
                 self.socket = None
-                self.live = False
                 self.events.append(("closed", time.time(), ""))
                 self.closes += 1
                 if not worker.reconnect or worker.stopping:
@@ -266,7 +269,6 @@ class Client:
                 if self.ready_at is None:
                     self.ready_at = now
                     self.handshake_s = now - started
-                self.live = True
                 self.events.append(("ready", now, frame.served_by or ""))
                 self.last_id = max(self.last_id or 0, frame.last_id or 0)
                 self.settled.set()

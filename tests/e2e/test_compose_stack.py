@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from .targets import REPO
+from .targets import REPO, deploy_vars
 
 SERVICES = ["nginx", "app", "redis"]
 REDIS_IMAGE = "channels-stack/redis:latest"
@@ -64,12 +64,15 @@ def redis_cli(compose, *args: str) -> str:
 
 
 def test_redis_requires_the_password_and_keeps_protected_mode_on(compose):
-    """Tests that Redis answers NOAUTH without the password, and reports protected-mode yes with it."""
+    """Tests that Redis answers NOAUTH without the password, PONG to the app's ACL user with it, and runs
+    with protected-mode yes (CONFIG is refused to that user: the settings file it was started with says so)."""
     assert "NOAUTH" in redis_cli(compose, "redis-cli", "ping")
     # The password from the container's own environment, never on this side.
-    authed_cli = 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli'
+    user = deploy_vars("compose")["redis_app_user"]
+    authed_cli = f'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --user {user}'
     assert redis_cli(compose, authed_cli, "ping") == "PONG"
-    assert redis_cli(compose, authed_cli, "config", "get", "protected-mode").split() == ["protected-mode", "yes"]
+    assert "NOPERM" in redis_cli(compose, authed_cli, "config", "get", "protected-mode")
+    assert "protected-mode yes" in redis_cli(compose, "cat", "/etc/redis/channels-stack.conf").splitlines()
 
 
 def test_redis_refuses_to_start_without_a_password(compose):

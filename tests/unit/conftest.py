@@ -1,10 +1,10 @@
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import redis
+from acl_redis import redis_server_argv, render_redis, wait_until_up
 from app_processes import app_processes  # noqa: F401 (a fixture the tests use)
 from channels.layers import channel_layers
 from django.conf import settings
@@ -12,39 +12,28 @@ from django.conf import settings
 REPO = Path(__file__).resolve().parents[2]
 
 
+# The tests' own Redis user, for what the app may not do (FLUSHALL between tests, killing clients).
+TEST_ADMIN = ("unit-tests-admin", "unit-tests-admin-password")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def redis_server(tmp_path_factory):
-    """A real redis-server on the port the test settings point the channel layer at."""
+    """A real redis-server on the port the test settings point the channel layer at, run from the
+    rendered deploy/redis templates (default user off, the app's ACL user); yields a client of the
+    tests' own unrestricted user."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
     workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(settings.REDIS_PORT),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=settings.REDIS_PORT)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
+    render_redis(workdir, settings.REDIS_PORT)
+    admin_rule = [TEST_ADMIN[0], "on", f">{TEST_ADMIN[1]}", "~*", "&*", "+@all"]
+    argv = redis_server_argv(workdir, settings.REDIS_APP_PASSWORD, admin_rule)
+    process = subprocess.Popen([*argv, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=settings.REDIS_PORT, username=TEST_ADMIN[0], password=TEST_ADMIN[1])
+    try:
+        wait_until_up(client, process)
+    except RuntimeError as exc:
+        process.kill()
+        pytest.fail(str(exc))
     yield client
     process.terminate()
     process.wait(timeout=10)

@@ -1,11 +1,16 @@
 """Django settings for the unit tier: production settings with a test secret and a private Redis.
 
 The Redis port is chosen here, at import, because the channel layer reads REDIS_URL from
-settings; the `redis_server` fixture starts redis-server on it.
+settings; the `redis_server` fixture starts redis-server on it, from the rendered deploy/redis
+templates: the app logs in as the ACL user the targets give it (redis_app_user), so every unit test
+runs with only the commands that user may run.
 """
 
 import os
 import socket
+from pathlib import Path
+
+import yaml
 
 
 def free_port() -> int:
@@ -17,7 +22,11 @@ def free_port() -> int:
 REDIS_PORT = int(os.environ.setdefault("UNIT_REDIS_PORT", str(free_port())))
 os.environ.setdefault("DJANGO_SECRET_KEY", "unit-tests-only-" + "k3y" * 20)
 os.environ.setdefault("DJANGO_HTTPS", "0")
-os.environ["REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
+REDIS_APP_USER = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "defaults.yml").read_text())[
+    "redis_app_user"
+]
+REDIS_APP_PASSWORD = "unit-tests-only-redis"  # noqa: S105 (the unit tier's own redis-server)
+os.environ["REDIS_URL"] = f"redis://{REDIS_APP_USER}:{REDIS_APP_PASSWORD}@127.0.0.1:{REDIS_PORT}/0"
 
 from config.settings import *  # noqa: E402,F403
 

@@ -11,7 +11,9 @@ from config.channel_layer import RedisPubSubChannelLayer
 
 
 def layer(**config) -> RedisPubSubChannelLayer:
-    return RedisPubSubChannelLayer(hosts=[{"address": settings.REDIS_URL}], prefix="test", **config)
+    # The product's prefix: the app's Redis user may use no other channel (deploy/redis/app-user.acl.j2).
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    return RedisPubSubChannelLayer(hosts=[{"address": settings.REDIS_URL}], prefix=prefix, **config)
 
 
 async def test_layer_without_on_disconnect_is_refused():

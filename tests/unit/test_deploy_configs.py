@@ -7,12 +7,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import redis
 import yaml
+from acl_redis import redis_server_argv, render_redis, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER = [sys.executable, str(REPO / "deploy" / "render.py")]
@@ -41,6 +41,7 @@ def test_every_template_names_where_it_is_installed():
         "gunicorn/gunicorn.conf.py.j2 -> /etc/channels-stack/gunicorn.conf.py",
         "nginx/channels-stack.conf.j2 -> /etc/nginx/conf.d/channels-stack.conf",
         "nginx/nginx.conf.j2 -> /etc/nginx/nginx.conf",
+        "redis/app-user.acl.j2 -> /etc/redis/channels-stack-app-user.acl",
         "redis/channels-stack.conf.j2 -> /etc/redis/channels-stack.conf",
         "supervisor/programs.conf.j2 -> /etc/channels-stack/supervisor.d/programs.conf",
         "supervisor/supervisord.conf.j2 -> /etc/channels-stack/supervisord.conf",
@@ -291,21 +292,16 @@ def test_redis_runs_the_rendered_settings_of_each_target(tmp_path, target_vars):
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    args = [*RENDER, "--root", str(tmp_path), "--only", "redis/", "--set", "redis_bind_addresses=[127.0.0.1]"]
-    for path in target_vars:
-        args += ["--vars", str(REPO / path)]
-    subprocess.run([*args, "--set", f"redis_port={port}"], check=True)
+    render_redis(tmp_path, port, *(REPO / path for path in target_vars))
     conf = tmp_path / "etc" / "redis" / "channels-stack.conf"
     assert not [line for line in conf.read_text().splitlines() if line.startswith("requirepass")]
-    server = subprocess.Popen(["redis-server", str(conf), "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    # CONFIG is refused to the app's user: this test asks as a user of its own.
+    inspector = ["inspector", "on", ">inspector-password", "+config|get", "+ping"]
+    argv = redis_server_argv(tmp_path, "app-password", inspector)
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     try:
-        client = redis.Redis(port=port, socket_connect_timeout=1)
-        for _ in range(50):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
+        client = redis.Redis(port=port, username="inspector", password="inspector-password", socket_connect_timeout=1)  # noqa: S106
+        wait_until_up(client, server)
         variables = yaml.safe_load((REPO / "deploy" / "defaults.yml").read_text())
         for path in target_vars:
             variables.update(yaml.safe_load((REPO / path).read_text()))
@@ -326,7 +322,10 @@ def test_a_variable_naming_another_follows_it(tmp_path):
     assert result.returncode == 0, result.stderr
     subprocess.run([*RENDER, "--root", str(tmp_path), "--set", "redis_port=6390", "--write-vars", str(out)], check=True)
     variables = yaml.safe_load(out.read_text())
-    assert (variables["app_redis_port"], variables["app_redis_url"]) == (6390, "redis://127.0.0.1:6390/0")
+    assert (variables["app_redis_port"], variables["app_redis_url"]) == (
+        6390,
+        "redis://channels-stack@127.0.0.1:6390/0",
+    )
     assert "port 6390" in (tmp_path / "etc" / "redis" / "channels-stack.conf").read_text().splitlines()
 
 

@@ -12,13 +12,6 @@ SECRETS_FILE = f"{DEPLOY['app_config_dir']}/secrets.yml"
 LOOPBACK = {"127.0.0.1", "::1"}
 
 
-def redis_bytes(size: str) -> int:
-    """Redis' memory size ("256mb") in bytes, as CONFIG GET reports it."""
-    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
-    size = size.lower()
-    return int(size[:-2]) * units[size[-2:]] if size[-2:] in units else int(size)
-
-
 def journal(host, unit: str) -> str:
     return host.run(f"journalctl --unit {unit} --no-pager --lines 40").stdout
 
@@ -94,16 +87,18 @@ def test_redis_refuses_commands_without_the_password(host):
         ("protected-mode", "yes"),
         ("maxmemory-policy", "noeviction"),
         # deploy/redis/channels-stack.conf.j2, the compose image's settings too, reached the VM.
-        ("maxmemory", str(redis_bytes(DEPLOY["redis_maxmemory"]))),
+        ("maxmemory", DEPLOY["redis_maxmemory"]),
+        # The ACL: Redis' default user disabled (the app logs in as its own user).
+        ("user", "default off resetpass nocommands resetkeys resetchannels"),
     ],
 )
 def test_redis_runs_with_the_required_setting(host, setting, expected):
-    """Tests Redis' protected mode and eviction policy, asked with the generated password."""
-    password = yaml.safe_load(host.file(SECRETS_FILE).content_string)["redis_password"]
-    result = host.run(
-        f"REDISCLI_AUTH={password} redis-cli -h 127.0.0.1 -p {DEPLOY['redis_port']} --raw config get {setting}"
-    )
-    assert result.stdout.split() == [setting, expected], result.stderr
+    """Tests Redis' protected mode, eviction policy and disabled default user in the settings file
+    redis.conf includes (CONFIG GET is refused to the app's user, the only one that can log in; the
+    unit tier asks a redis-server started from the same file, and tests/e2e/test_redis_acl.py the running one)."""
+    lines = host.file("/etc/redis/channels-stack.conf").content_string.splitlines()
+    assert f"{setting} {expected}" in lines
+    assert "include /etc/redis/channels-stack.conf" in host.file("/etc/redis/redis.conf").content_string.splitlines()
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ scripts and the tests read them.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -107,6 +108,7 @@ def render_all(variables: dict, only: list[str] | None = None) -> dict[Path, tup
     )
     # Ansible's filter of the same name (re_type "python"), so both renderers write the same files.
     env.filters["regex_escape"] = re.escape
+    env.filters["dirname"] = os.path.dirname
     rendered = {}
     for template in templates(only):
         name = template.relative_to(DEPLOY_DIR).as_posix()

@@ -46,6 +46,8 @@ def test_every_template_names_where_it_is_installed():
         "supervisor/programs.conf.j2 -> /etc/channels-stack/supervisor.d/programs.conf",
         "supervisor/supervisord.conf.j2 -> /etc/channels-stack/supervisord.conf",
         "systemd/channels-stack.service.j2 -> /etc/systemd/system/channels-stack.service",
+        "systemd/nginx-sandbox.conf.j2 -> /etc/systemd/system/nginx.service.d/channels-stack.conf",
+        "systemd/redis-sandbox.conf.j2 -> /etc/systemd/system/redis-server.service.d/channels-stack.conf",
         "systemd/tmpfiles.conf.j2 -> /etc/tmpfiles.d/channels-stack.conf",
     ]
 

@@ -4,6 +4,7 @@ log in. Asked from the app's own host with the app's own REDIS_URL (read from a 
 environment, so the password never appears on this side or on a command line)."""
 
 import json
+import shlex
 
 import pytest
 
@@ -40,7 +41,7 @@ print(json.dumps({
 def probe(target, app_host, supervisor):
     """What the app's Redis user, and a client without one, got on the running stack."""
     pid = supervisor.status()[f"daphne:daphne-{target.daphne_ports[0]}"].pid
-    result = app_host.run(f"{target.python} -c {json.dumps(PROBE)} {pid}")
+    result = app_host.run(f"{target.python} -c {shlex.quote(PROBE)} {pid}")
     assert result.rc == 0, result.stderr
     return json.loads(result.stdout)
 

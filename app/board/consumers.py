@@ -7,9 +7,11 @@ from urllib.parse import parse_qs
 import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from . import services
 from .handshake import header
+from .limits import PostRate
 from .middleware import clean_request_id
 from .models import Job, Message
 
@@ -83,6 +85,8 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
             logger.warning("board handshake refused: %s", exc, extra={"request_id": self.request_id})
             await self.close(code=4400)  # before accept: the handshake is refused
             return
+        self.post_rate = PostRate(settings.WS_POST_RATE, settings.WS_POST_BURST)
+        self.posts_refused = 0
         # Join before reading the backlog, so nothing committed in between is missed; duplicates
         # are dropped by id in board_message.
         await self.channel_layer.group_add(services.BOARD_GROUP, self.channel_name)
@@ -153,6 +157,9 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
         if frame.get("type") != "post":
             await self.send_error('unknown frame type; send {"type": "post", "text": "..."}')
             return
+        if not await self.post_rate.take():
+            await self.refuse_post()
+            return
         try:
             message = await database_sync_to_async(services.post_message)(frame.get("text"))
         except services.InvalidInput as exc:
@@ -160,7 +167,28 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
             return
         self.log("message posted over websocket id=%s", message.id)
 
+    async def refuse_post(self) -> None:
+        """Answer a post over the socket's rate (board/limits.py) with an error frame; the socket stays
+        open. Logged once per socket (the first refusal), and counted when it closes."""
+        self.posts_refused += 1
+        if self.posts_refused == 1:
+            logger.warning(
+                "board socket over its post rate (%s); refusing posts client=%s",
+                self.post_rate.describe(),
+                client_address(self.scope),
+                extra={"request_id": self.request_id},
+            )
+        await self.send_json(
+            {
+                "type": "error",
+                "error": f"rate limited: {self.post_rate.describe()}; this post was not stored",
+                "retry_after": self.post_rate.retry_after,
+            }
+        )
+
     async def disconnect(self, code):
+        if getattr(self, "posts_refused", 0):
+            self.log("board socket closed after %d posts refused by its rate", self.posts_refused)
         try:
             await self.channel_layer.group_discard(services.BOARD_GROUP, self.channel_name)
         except Exception as exc:  # Redis gone: the group entry expires by itself

@@ -11,6 +11,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from config import daphne_close
+
+# An over-size message gets close code 1009, not a dropped connection (config/daphne_close.py).
+daphne_close.install()
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Set up Django (apps, models) before anything imports a consumer.
 django_asgi_app = get_asgi_application()

@@ -10,6 +10,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from board.limits import PostRate
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -137,6 +139,16 @@ JOB_LEASE_SECONDS = env_number("JOB_LEASE_SECONDS", 10)
 JOB_STEP_SECONDS = env_number("JOB_STEP_SECONDS", 0.2)
 # How often each worker looks for jobs whose lease ran out.
 JOB_SWEEP_SECONDS = env_number("JOB_SWEEP_SECONDS", 2)
+
+# --- Abuse limits on sockets (board/limits.py) --------------------------------------------------
+# Posts over one board socket: WS_POST_BURST at once, WS_POST_RATE per second sustained; more get an
+# error frame and are not stored. Deployed: deploy/defaults.yml's daphne_ws_post_rate and
+# daphne_ws_post_burst, passed by supervisor to Daphne (deploy/supervisor/programs.conf.j2); these
+# defaults are the same (tests/unit/test_socket_limits.py checks).
+WS_POST_RATE = env_number("WS_POST_RATE", 1)
+WS_POST_BURST = env_number("WS_POST_BURST", 10)
+# Bad values stop every program at start with ImproperlyConfigured naming them, not the first post.
+PostRate(WS_POST_RATE, WS_POST_BURST)
 
 # --- HTTPS and proxy --------------------------------------------------------------------------
 # Nginx sets X-Forwarded-Proto; trust it only because Gunicorn and Daphne listen behind Nginx.

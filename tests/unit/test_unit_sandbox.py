@@ -96,5 +96,8 @@ def test_nginx_drop_in_runs_the_master_unprivileged_with_the_pid_file_nginx_conf
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in drop_in
     pre = [line for line in drop_in if line.startswith("ExecStartPre=")]
     assert pre[0] == "ExecStartPre="  # Debian's check is replaced, so it runs after the pid file is made
-    assert pre[1].startswith("ExecStartPre=+/usr/bin/install -o www-data -g www-data") and pre[1].endswith(pid_file)
-    assert pre[2].startswith("ExecStartPre=/usr/sbin/nginx -t")
+    assert pre[1:3] == [
+        f"ExecStartPre=+/usr/bin/truncate --size=0 {pid_file}",
+        f"ExecStartPre=+/bin/chown www-data:www-data {pid_file}",
+    ]
+    assert pre[3].startswith("ExecStartPre=/usr/sbin/nginx -t")

@@ -60,7 +60,9 @@ def test_posts_over_a_sockets_rate_get_an_error_frame_and_the_socket_stays_open(
         elapsed = time.monotonic() - started
         accepted = [a for a in answers if a["type"] == "message"]
         refused = [a for a in answers if a["type"] == "error"]
-        assert [a["type"] for a in answers[:burst]] == ["message"] * burst, answers
+        # The error frames come straight back, the accepted posts through the channel layer: the order of
+        # the answers is not the order of the posts. The first `burst` posts are always accepted.
+        assert {f"{tag} flood {n}" for n in range(burst)} <= {a["text"] for a in accepted}, answers
         assert refused and burst <= len(accepted) <= burst + int(elapsed * rate) + 1, (len(accepted), elapsed)
         assert refused[0]["error"].startswith(f"rate limited: at most {burst} posts at once"), refused[0]
         assert post(other, f"{tag} other")["type"] == "message"

@@ -72,14 +72,16 @@ async def test_posts_over_the_socket_rate_get_an_error_frame_and_the_socket_stay
     elapsed = time.monotonic() - started
     accepted = [a["text"] for a in answers if a["type"] == "message"]
     refused = [a for a in answers if a["type"] == "error"]
-    assert accepted[:3] == ["flood 0", "flood 1", "flood 2"]
+    # Error frames come straight back, accepted posts through the channel layer: answers are not in
+    # the posts' order. The first `burst` posts are always accepted.
+    assert {"flood 0", "flood 1", "flood 2"} <= set(accepted)
     assert refused and len(accepted) <= 3 + int(elapsed * 2) + 1, (accepted, elapsed)
     assert refused[0]["error"].startswith("rate limited: at most 3 posts at once and 2 per second on one socket")
     assert refused[0]["retry_after"] == 0.5
     await asyncio.sleep(refused[0]["retry_after"] * 1.5)
     assert (await post(ws, "after the wait"))["text"] == "after the wait"
     texts = [m.text async for m in Message.objects.order_by("id")]
-    assert texts == [*accepted, "after the wait"]
+    assert sorted(texts[:-1]) == sorted(accepted) and texts[-1] == "after the wait"
     await ws.disconnect()
 
 

@@ -29,7 +29,7 @@ export APP_DATABASE = postgresql
 else ifneq ($(DATABASE),sqlite)
 $(error DATABASE=$(DATABASE): expected sqlite or postgresql)
 endif
-# down and clean remove every profile's containers, whichever DATABASE started them.
+# down, clean, logs and ps cover every profile's containers, whichever DATABASE started them.
 DC_ALL = COMPOSE_PROFILES=postgres $(DC)
 # `make up VARS=my-vars.yml`: deploy/defaults.yml variables over docker/deploy-vars.yml, from a file
 # anywhere. docker/vars.py checks it before anything is built and stages it inside the build context
@@ -62,10 +62,10 @@ down: ## Stop and remove the compose stack's containers; the data volumes are ke
 	$(DC_ALL) down --remove-orphans
 
 logs: ## Follow the compose stack's logs (Ctrl-C to stop)
-	$(DC) logs --follow --tail 100
+	$(DC_ALL) logs --follow --tail 100
 
 ps: ## Show the compose stack's services and their health
-	$(DC) ps
+	$(DC_ALL) ps
 
 clean: compose-clean ## Remove the compose stack, its data volume and its images
 

@@ -112,6 +112,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # calls run on one thread, database_sync_to_async), kept open for DATABASE_CONN_MAX_AGE seconds
     # instead of a new TCP + SCRAM handshake per request or socket event (~5 ms), and checked
     # before reuse (CONN_HEALTH_CHECKS), so a database restart costs one reconnect, not one error.
+    # (Under ASGI only the consumers' one thread keeps its connection; board.views.healthz closes
+    # the one its per-request thread opened: README "PostgreSQL".)
     # ATOMIC_REQUESTS stays off: writes are short explicit transactions (board.services), and a
     # transaction around every request would hold the message-order lock (board.ordering) for the
     # whole request instead of one insert.

@@ -51,8 +51,10 @@ lint-nginx: $(VENV_STAMP)
 	cp /etc/nginx/mime.types $$dir/ && mkdir $$dir/modules-enabled && \
 	$(VENV)/bin/gixy --skips worker_rlimit_nofile_vs_connections $$dir/nginx.conf
 
-test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite, deploy templates vs nginx/supervisor/systemd
+# Then the database tests (marked `postgresql`) again with the app's own database on PostgreSQL.
+test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite and PostgreSQL, deploy templates vs nginx/supervisor/systemd
 	$(PYTEST) tests/unit
+	UNIT_DATABASE=postgresql $(PYTEST) tests/unit -m postgresql
 
 test: lint test-unit test-compose test-bench test-vm test-faults ## Everything CI runs: lint, then the unit, compose, bench smoke, VM and faults tiers
 

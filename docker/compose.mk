@@ -20,13 +20,25 @@ HADOLINT ?= .venv/bin/hadolint
 YAMLLINT ?= .venv/bin/yamllint
 
 DC = $(COMPOSE) -p $(COMPOSE_PROJECT)
+# The app's database: sqlite (the default) or postgresql, which turns on the `postgres` profile (the
+# db service) and points the app at it, for `up` and `test-compose` alike.
+DATABASE ?= sqlite
+ifeq ($(DATABASE),postgresql)
+export COMPOSE_PROFILES = postgres
+export APP_DATABASE = postgresql
+else ifneq ($(DATABASE),sqlite)
+$(error DATABASE=$(DATABASE): expected sqlite or postgresql)
+endif
+# down, clean, logs and ps cover every profile's containers, whichever DATABASE started them.
+DC_ALL = COMPOSE_PROFILES=postgres $(DC)
 # `make up VARS=my-vars.yml`: deploy/defaults.yml variables over docker/deploy-vars.yml, from a file
 # anywhere. docker/vars.py checks it before anything is built and stages it inside the build context
 # (docker/vars.local/, git-ignored); docker-compose.yml hands that path to the build as EXTRA_VARS.
 VARS ?=
 STAGED_VARS = docker/vars.local/$(COMPOSE_PROJECT).yml
 DOCKER_SCRIPTS = docker/env.sh docker/ca-certs.sh docker/up.sh docker/test-compose.sh \
-	docker/app/entrypoint.sh docker/nginx/healthcheck.sh docker/redis/entrypoint.sh docker/redis/healthcheck.sh
+	docker/app/entrypoint.sh docker/nginx/healthcheck.sh docker/redis/entrypoint.sh docker/redis/healthcheck.sh \
+	docker/postgresql/entrypoint.sh docker/postgresql/healthcheck.sh
 
 .PHONY: compose-vars compose-prepare up down logs ps clean compose-clean test-compose lint-docker
 
@@ -46,25 +58,25 @@ up: export EXTRA_VARS = $(if $(strip $(VARS)),$(STAGED_VARS))
 up: compose-vars compose-prepare ## Build and start the compose stack (VARS=file: template variables); prints the URL
 	@bash docker/up.sh $(DC)
 
-down: ## Stop and remove the compose stack's containers; the data volume is kept
-	$(DC) down --remove-orphans
+down: ## Stop and remove the compose stack's containers; the data volumes are kept
+	$(DC_ALL) down --remove-orphans
 
 logs: ## Follow the compose stack's logs (Ctrl-C to stop)
-	$(DC) logs --follow --tail 100
+	$(DC_ALL) logs --follow --tail 100
 
 ps: ## Show the compose stack's services and their health
-	$(DC) ps
+	$(DC_ALL) ps
 
 clean: compose-clean ## Remove the compose stack, its data volume and its images
 
 compose-clean:
 	@echo "clean: removing the compose stacks '$(COMPOSE_PROJECT)' and '$(E2E_COMPOSE_PROJECT)': containers, networks,"
-	@echo "clean: the data volumes (the SQLite database: messages and jobs are lost), the images"
-	@echo "clean: channels-stack/app, channels-stack/nginx, channels-stack/redis with their build-stage cache images,"
+	@echo "clean: the data volumes (the SQLite and PostgreSQL databases: messages and jobs are lost), the images"
+	@echo "clean: channels-stack/app, channels-stack/nginx, channels-stack/redis, channels-stack/postgresql with their build-stage cache images,"
 	@echo "clean: and docker/ca-certificates/extra.crt."
 	@echo "clean: .env (your secrets and settings) is kept; delete it yourself for new secrets."
-	-@$(COMPOSE) -p $(E2E_COMPOSE_PROJECT) down --volumes --remove-orphans
-	-@$(DC) down --volumes --rmi all --remove-orphans
+	-@COMPOSE_PROFILES=postgres $(COMPOSE) -p $(E2E_COMPOSE_PROJECT) down --volumes --remove-orphans
+	-@$(DC_ALL) down --volumes --rmi all --remove-orphans
 	-@docker image prune --force --filter label=channels-stack.image
 	rm -f docker/ca-certificates/extra.crt
 	rm -rf docker/vars.local

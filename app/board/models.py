@@ -2,7 +2,7 @@ from django.db import models
 
 
 class Message(models.Model):
-    """A message on the board. Ids only grow (SQLite AUTOINCREMENT), so clients resume by id."""
+    """A message on the board. Ids only grow and commit in id order (board.ordering), so clients resume by id."""
 
     MAX_LENGTH = 500
 

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from . import ordering
 from .models import Job, Message
 
 logger = logging.getLogger(__name__)
@@ -104,9 +105,15 @@ def validate_steps(value) -> int:
 
 
 def post_message(text) -> Message:
-    """Store a message, then broadcast it to the board once the transaction has committed."""
+    """Store a message, then broadcast it to the board once the transaction has committed.
+
+    Messages commit in id order (board.ordering: one lock per insert on PostgreSQL), which the
+    board consumer's "each id once, ascending" relies on. Raises InvalidInput for text the app
+    refuses (validate_text).
+    """
     text = validate_text(text)
     with transaction.atomic():
+        ordering.lock_message_ids()
         message = Message.objects.create(text=text)
         transaction.on_commit(lambda: broadcast_message(message))
     logger.info("message stored id=%s", message.id)

@@ -147,6 +147,13 @@ def healthz(request):
         except Exception as exc:
             checks[name] = f"error: {exc}"
             logger.warning("health check %s failed: %s", name, exc)
+    if hasattr(request, "scope"):
+        # Under ASGI (Daphne) a view runs on a thread of its own that ends with the request, so a
+        # persistent connection (CONN_MAX_AGE) would only wait for the garbage collector: close it.
+        # Django advises against persistent connections under ASGI for this reason; the consumers'
+        # database calls run on one long-lived thread (database_sync_to_async), where they work
+        # as under WSGI (README "PostgreSQL").
+        connection.close()
     healthy = all(result == "ok" for result in checks.values())
     body = {
         "status": "ok" if healthy else "error",

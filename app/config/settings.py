@@ -109,6 +109,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # One connection per Gunicorn worker, per worker process and per Daphne process (its database
+    # calls run on one thread, database_sync_to_async), kept open for DATABASE_CONN_MAX_AGE seconds
+    # instead of a new TCP + SCRAM handshake per request or socket event (~5 ms), and checked
+    # before reuse (CONN_HEALTH_CHECKS), so a database restart costs one reconnect, not one error.
+    # (Under ASGI only the consumers' one thread keeps its connection; board.views.healthz closes
+    # the one its per-request thread opened: README "PostgreSQL".)
+    # ATOMIC_REQUESTS stays off: writes are short explicit transactions (board.services), and a
+    # transaction around every request would hold the message-order lock (board.ordering) for the
+    # whole request instead of one insert.
+    DATABASES["default"]["CONN_MAX_AGE"] = env_number("DATABASE_CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # An unreachable database fails a request or /healthz in seconds instead of hanging a worker
+    # for the kernel's TCP timeout; a value in DATABASE_URL (?connect_timeout=) wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+else:
+    # board.ordering relies on how these two order concurrent writers; no other engine is tested.
+    raise ImproperlyConfigured(
+        f"DATABASE_URL: {DATABASES['default']['ENGINE']} is not supported; use sqlite:///PATH or postgres://..."
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Entry point of the app image (under tini): make REDIS_URL, bring the SQLite schema in the data
-# volume up to date, then become the command (supervisord), so it gets the signals.
+# Entry point of the app image (under tini): make REDIS_URL (and DATABASE_URL on PostgreSQL), bring
+# the database schema up to date, then become the command (supervisord), so it gets the signals.
 set -o errexit -o pipefail -o nounset
 
 # REDIS_URL is app_redis_url of the variables the image was rendered with (user, host, port and
@@ -20,6 +20,32 @@ PY
   export REDIS_URL
 fi
 
+# The database: SQLite in the data volume, or PostgreSQL (the postgres profile's db service), whose
+# DATABASE_URL is app_postgresql_url of the image's variables with POSTGRES_PASSWORD put in, like
+# REDIS_URL above; one given in the environment wins.
+case "${APP_DATABASE:-sqlite}" in
+  sqlite) ;;
+  postgresql)
+    if [ -z "${DATABASE_URL:-}" ]; then
+      : "${POSTGRES_PASSWORD:?is not set: .env holds it (make up adds one)}"
+      DATABASE_URL=$(python - <<'PY'
+import os, re, urllib.parse, yaml
+url = yaml.safe_load(open("/etc/channels-stack/deploy-vars.yml"))["app_postgresql_url"]
+password = urllib.parse.quote(os.environ["POSTGRES_PASSWORD"], safe="")
+print(re.sub(r"^postgres://([^@/]*)@", lambda m: f"postgres://{m[1]}:{password}@", url))
+PY
+      )
+      export DATABASE_URL
+    fi
+    ;;
+  *)
+    echo "APP_DATABASE=${APP_DATABASE}: expected sqlite or postgresql" >&2
+    exit 64
+    ;;
+esac
+
 cd /srv/channels-stack/current/app
-python manage.py migrate --noinput
+# Under a lock (board's migrate): replicas starting together (--scale app=3) migrate one at a time.
+# The db service may still be starting: wait for it rather than restart in a loop.
+python manage.py migrate --noinput --wait-for-database 60
 exec "$@"

@@ -1,4 +1,8 @@
-"""The app run as separate `manage.py` processes on a scratch SQLite file, as the deployed programs run."""
+"""The app run as separate `manage.py` processes on a scratch database, as the deployed programs run.
+
+The database is a SQLite file in a temp dir, or, when the session runs on PostgreSQL
+(UNIT_DATABASE=postgresql) or a test passes database_url, a fresh PostgreSQL database.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
+from django.conf import settings
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 
@@ -27,13 +33,15 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 class AppProcesses:
-    def __init__(self, data_dir: Path, redis_url: str, **env: str):
+    def __init__(self, data_dir: Path, redis_url: str, database_url: str | None = None, **env: str):
         self.db = data_dir / "db.sqlite3"
+        self.database_url = database_url
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
             "APP_DATA_DIR": str(data_dir),
             "REDIS_URL": redis_url,
             "DJANGO_SETTINGS_MODULE": "config.settings",
+            **({"DATABASE_URL": database_url} if database_url else {}),
             **env,
         }
         self.workers: list[subprocess.Popen] = []
@@ -51,7 +59,11 @@ class AppProcesses:
         return int(self.manage("shell", "-v", "0", "-c", script).split()[-1])
 
     def job(self, job_id: int) -> tuple[str, int, int, int]:
-        """(state, done, total, attempts), read straight from the database file."""
+        """(state, done, total, attempts), read straight from the database."""
+        if self.database_url:
+            with psycopg.connect(self.database_url) as conn:
+                query = "SELECT state, done, total, attempts FROM board_job WHERE id=%s"
+                return conn.execute(query, (job_id,)).fetchone()
         with sqlite3.connect(self.db, timeout=20) as conn:
             return conn.execute("SELECT state, done, total, attempts FROM board_job WHERE id=?", (job_id,)).fetchone()
 
@@ -81,12 +93,15 @@ class AppProcesses:
 
 
 @pytest.fixture
-def app_processes(tmp_path):
-    """Factory for AppProcesses on tmp_path; every worker it started is killed afterwards."""
+def app_processes(tmp_path, request):
+    """Factory for AppProcesses on tmp_path (or a fresh PostgreSQL database when the session runs on
+    PostgreSQL); every worker it started is killed afterwards."""
     made: list[AppProcesses] = []
 
-    def make(redis_url: str, **env: str) -> AppProcesses:
-        made.append(AppProcesses(tmp_path, redis_url, **env))
+    def make(redis_url: str, database_url: str | None = None, **env: str) -> AppProcesses:
+        if database_url is None and settings.UNIT_DATABASE == "postgresql":
+            database_url = request.getfixturevalue("postgresql_database")
+        made.append(AppProcesses(tmp_path, redis_url, database_url, **env))
         return made[-1]
 
     yield make

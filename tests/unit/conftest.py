@@ -8,6 +8,7 @@ from acl_redis import redis_server_argv, render_redis, wait_until_up
 from app_processes import app_processes  # noqa: F401 (a fixture the tests use)
 from channels.layers import channel_layers
 from django.conf import settings
+from postgresql_server import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,26 @@ def redis_server(tmp_path_factory):
     yield client
     process.terminate()
     process.wait(timeout=10)
+
+
+# Started first when the session's own database is PostgreSQL (UNIT_DATABASE=postgresql: autouse
+# session fixtures run before pytest-django creates its test database); otherwise started the
+# first time a test asks for it.
+@pytest.fixture(scope="session", autouse=settings.UNIT_DATABASE == "postgresql")
+def postgresql_server():
+    """A real PostgreSQL cluster (Debian's server, initdb in a temp dir) on settings.POSTGRES_PORT."""
+    server = PostgresServer(settings.POSTGRES_PORT, settings.POSTGRES_PASSWORD)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgresql_database(postgresql_server) -> str:
+    """DATABASE_URL of a new, empty PostgreSQL database for one test."""
+    return postgresql_server.create_database()
 
 
 @pytest.fixture(autouse=True)

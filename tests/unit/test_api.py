@@ -15,7 +15,8 @@ from layer_settings import channel_layers_at
 from board import services
 from board.models import Job, Message
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Also run on PostgreSQL (make test-unit: UNIT_DATABASE=postgresql -m postgresql).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
 
 
 @contextlib.contextmanager

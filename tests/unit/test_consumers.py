@@ -12,7 +12,8 @@ from board import services
 from board.models import Job, Message
 from config.asgi import application
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Also run on PostgreSQL (make test-unit: UNIT_DATABASE=postgresql -m postgresql).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
 
 ORIGIN = (b"origin", b"http://localhost")
 

@@ -42,6 +42,8 @@ def test_every_template_names_where_it_is_installed():
         "nginx/channels-stack.conf.j2 -> /etc/nginx/conf.d/channels-stack.conf",
         "nginx/nginx.conf.j2 -> /etc/nginx/nginx.conf",
         "redis/app-user.acl.j2 -> /etc/redis/channels-stack-app-user.acl",
+        "postgresql/channels-stack.conf.j2 -> /etc/postgresql/15/main/conf.d/channels-stack.conf",
+        "postgresql/pg_hba.conf.j2 -> /etc/postgresql/15/main/pg_hba.conf",
         "redis/channels-stack.conf.j2 -> /etc/redis/channels-stack.conf",
         "supervisor/programs.conf.j2 -> /etc/channels-stack/supervisor.d/programs.conf",
         "supervisor/supervisord.conf.j2 -> /etc/channels-stack/supervisord.conf",

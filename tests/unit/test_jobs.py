@@ -13,7 +13,8 @@ from django.utils import timezone
 from board.jobs import requeue_expired, run_job
 from board.models import Job
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Also run on PostgreSQL (make test-unit: UNIT_DATABASE=postgresql -m postgresql).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
 
 
 @database_sync_to_async

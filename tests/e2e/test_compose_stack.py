@@ -7,8 +7,7 @@ import stat
 import subprocess
 
 import pytest
-
-from .targets import REPO
+from harness.deploy import REPO
 
 SERVICES = ["nginx", "app", "redis"]
 REDIS_IMAGE = "channels-stack/redis:latest"

@@ -15,13 +15,15 @@ import threading
 import time
 
 import pytest
-from e2e.stack import TimedOut, http_ok_on_host, wait_until
+from e2e.stack import http_ok_on_host
+from harness.programs import Watch, app_processes, watch_programs
+from harness.target import Target
+from harness.waiting import TimedOut, wait_until
 from websockets.exceptions import ConnectionClosed
 
 from .report import cell
-from .stacks import DatabaseLock, PortBlocker, Stack, app_processes
+from .tools import DatabaseLock, PortBlocker
 from .traffic import HandshakeProber, JobWatcher, Traffic, board_socket, database_ids
-from .watch import Watch, watch_programs
 
 # Issue 5 row 2: HTTP answers again within this long after Gunicorn's master is killed.
 HTTP_BACK_SECONDS = 10
@@ -41,12 +43,12 @@ BACKLOG_PAGE = 200
 HELD_INTO_STOP_SECONDS = 12
 
 
-def kill(stack: Stack, pid: int, signal: str = "KILL") -> None:
+def kill(stack: Target, pid: int, signal: str = "KILL") -> None:
     result = stack.app_host().run(f"kill -{signal} {pid}")
     assert result.rc == 0, f"kill -{signal} {pid}: {result.stderr}"
 
 
-def waiting_in_gunicorn(stack: Stack, port: int, already_open: set[str]) -> set[str]:
+def waiting_in_gunicorn(stack: Target, port: int, already_open: set[str]) -> set[str]:
     """Connections to Gunicorn opened since `already_open` that are still open 0.5 s later: a
     request waiting inside a worker (a health probe comes and goes within milliseconds)."""
     opened = stack.established_connections(port) - already_open
@@ -97,7 +99,7 @@ def idle_socket(target):
 # --- 2: Gunicorn ---------------------------------------------------------------------------------
 
 
-def gunicorn_processes(stack: Stack) -> list:
+def gunicorn_processes(stack: Target) -> list:
     return [p for p in app_processes(stack.app_host()) if "gunicorn" in p.args]
 
 

@@ -64,7 +64,7 @@ lint-nginx: $(VENV_STAMP)
 test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite, deploy templates vs nginx/supervisor/systemd
 	$(PYTEST) tests/unit
 
-test: lint test-unit test-compose test-bench test-vm test-faults ## Everything CI runs: lint, then the unit, compose, bench smoke, VM and faults tiers
+test: lint test-unit test-bench test-stacks ## Everything CI runs: lint, the unit tier, the bench smoke, then the compose, VM and faults tiers in one session
 
 -include docker/compose.mk
 -include tests/tiers.mk

@@ -33,7 +33,7 @@ FAULTS_VM_HTTP_PORT ?= 8093
 FAULTS_ARTIFACTS ?= artifacts/faults
 FAULTS_PYTEST_ARGS ?=
 
-.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults
+.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-stacks
 
 docker-prepare:
 	@bash docker/engine.sh
@@ -57,3 +57,12 @@ test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, r
 	  VM_CONTAINER=$(FAULTS_VM_CONTAINER) VM_HTTP_PORT=$(FAULTS_VM_HTTP_PORT) VM_VARS= \
 	  ARTIFACTS_DIR=$(FAULTS_ARTIFACTS) \
 	  $(TIER_PYTEST) tests/faults $(addprefix --target ,$(FAULTS_TARGETS)) --fresh $(FAULTS_PYTEST_ARGS)
+
+# `make test`: the compose, VM and faults tiers in one session on one compose stack and one test host
+# (the tiers' own names and ports), brought up concurrently; the faults run on the stacks the compose
+# and VM tests used instead of two more. Same tests, same assertions as the three tiers alone, except
+# that the faults run with the end-to-end variables (three Daphne processes) and after the other tests.
+test-stacks: compose-prepare $(VENV_STAMP)
+	$(COMPOSE_TIER_ENV) VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
+	  FAULTS_TABLE=$(FAULTS_ARTIFACTS)/faults-table.md \
+	  $(TIER_PYTEST) tests/e2e tests/vm tests/faults --target compose --target vm --fresh

@@ -12,6 +12,8 @@ from pathlib import Path
 from . import deploy
 from .target import COMMAND_SECONDS, Target, run
 
+# The services of docker-compose.yml.
+SERVICES = ("nginx", "app", "redis")
 # docker/up.sh builds the images and waits for health (UP_TIMEOUT, 240 s) itself.
 UP_SECONDS = 1200
 
@@ -166,9 +168,12 @@ class ComposeTarget(Target):
             return containers.splitlines()[1:]
         return super().leftovers(method)
 
+    def services_down(self) -> list[str]:
+        running = self.compose_run("ps", "--services", "--filter", "status=running").split()
+        return [service for service in SERVICES if service not in running]
+
     def restore(self) -> None:
-        services = self.compose_run("ps", "--services", "--filter", "status=running").split()
-        if sorted(services) != ["app", "nginx", "redis"]:
+        if self.services_down():
             run(["bash", "docker/up.sh", *self.compose], timeout=600, env=self.env)
         self.start_stopped_programs()
         self.wait_whole()

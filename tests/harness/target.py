@@ -313,6 +313,10 @@ class Target:
             raise ValueError(method)
         return [f"{p.pid} {p.args}" for p in app_processes(self.app_host())]
 
+    def services_down(self) -> list[str]:
+        """The stack's services (compose services, systemd units) that are not running: should be none."""
+        raise NotImplementedError
+
     def restore(self) -> None:
         """After a test, whatever it did: the stack up, every program RUNNING, the site healthy."""
         raise NotImplementedError

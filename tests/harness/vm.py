@@ -243,12 +243,15 @@ class VmTarget(Target):
             return [f"{p.pid} {p.args}" for p in processes(host) if p.uid == uid]
         return super().leftovers(method)
 
+    def services_down(self) -> list[str]:
+        host = self.app_host()
+        return [unit for unit in ("redis-server", "nginx", self.service) if not host.service(unit).is_running]
+
     def restore(self) -> None:
         if not self.booted():
             wait_until(self.booted, BOOT_SECONDS, f"{self.container} booted", 1)
-        for unit in ("redis-server", "nginx", self.service):
-            if self.app_host().run(f"systemctl is-active {unit}").rc != 0:
-                self.systemctl("start", unit)
+        for unit in self.services_down():
+            self.systemctl("start", unit)
         wait_until(lambda: self.supervisor().status(), 60, "supervisord answers", 1)
         self.start_stopped_programs()
         self.wait_whole()

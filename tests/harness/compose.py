@@ -68,6 +68,9 @@ class ComposeTarget(Target):
         if image_tag:
             self.env["IMAGE_TAG"] = image_tag
 
+    def __repr__(self) -> str:
+        return f"<ComposeTarget project {self.project} port {self.http_port or '(as published)'}>"
+
     def compose_run(self, *args: str, timeout: float = COMMAND_SECONDS) -> str:
         return run([*self.compose, *args], timeout=timeout, env=self.env)
 

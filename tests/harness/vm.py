@@ -84,6 +84,9 @@ class VmTarget(Target):
         self.unit = f"{self.variables['app_name']}.service"
         self.service = self.variables["app_name"]
 
+    def __repr__(self) -> str:
+        return f"<VmTarget {self.container} port {self.http_port}>"
+
     # --- life -------------------------------------------------------------------------------------
     def create_host(self) -> None:
         """Builds the test host image and starts its container (kept when it exists); returns once

@@ -149,10 +149,6 @@ class Watch:
         first = after[0][0]
         return all(states == first and whole for states, whole in after)
 
-    def last(self) -> dict[str, ProgramState]:
-        """The programs in the last sample."""
-        return self.samples[-1][1] if self.samples else {}
-
     def replacements(self, name: str) -> list[tuple[int, int]]:
         """Processes (pid, start) the program had after the fault other than the one before, in
         order: one after a clean restart, many in a crash loop."""

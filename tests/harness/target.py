@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 import testinfra
@@ -206,15 +205,6 @@ class Target:
         states = parse_status(self.supervisor().ctl("status").stdout)
         ok = states and all(s.state == "RUNNING" for s in states.values()) and set(self.programs) <= set(states)
         return {name: state.pid for name, state in states.items()} if ok else {}
-
-    def pid_samples(self, seconds: float, interval: float = 1.0) -> list[dict[str, int]]:
-        """program_pids sampled every interval for seconds: a crash loop shows as changing PIDs or {}."""
-        samples = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            samples.append(self.program_pids())
-            time.sleep(interval)
-        return samples
 
     def all_running(self) -> bool:
         """Every program of self.programs RUNNING."""

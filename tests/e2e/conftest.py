@@ -35,9 +35,9 @@ def app_host(target):
 
 
 @pytest.fixture
-def app_log(target, app_host):
+def app_log(target):
     """The app's log on the target, from the start of the test on (AppLog.lines())."""
-    log = AppLog(target, app_host)
+    log = AppLog(target)
     log.mark()
     return log
 

@@ -45,65 +45,40 @@ def frames_until_quiet(socket: ClientConnection, quiet: float, limit: float) -> 
 
 
 class AppLog:
-    """What the app's programs (Gunicorn, Daphne, workers) logged on the target since mark(): the app
-    container's output on compose, supervisor's program log files on the VM."""
-
-    # supervisor_log_target "file" (deploy/defaults.yml app_log_dir), the VM's.
-    LOG_FILES = "/var/log/channels-stack/*.log"
-
-    def __init__(self, target: Target, host):
-        self.target = target
-        self.host = host
-        self.start: dict[str, int] = {}
-
-    def streams(self) -> dict[str, list[str]]:
-        """Each log stream's lines so far, by name (a stream only grows)."""
-        if self.target.compose:
-            container = self.target.host_spec().removeprefix("docker://")
-            result = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
-            return {"stdout": result.stdout.splitlines(), "stderr": result.stderr.splitlines()}
-        listing = self.host.run(f"ls {self.LOG_FILES}").stdout.split()
-        return {name: self.host.file(name).content_string.splitlines() for name in listing}
-
-    def mark(self) -> None:
-        self.start = {name: len(lines) for name, lines in self.streams().items()}
-
-    def lines(self) -> list[str]:
-        """Every line logged since mark()."""
-        return [line for name, lines in self.streams().items() for line in lines[self.start.get(name, 0) :]]
-
-
-class NginxLog:
-    """Nginx's access log on the target since mark(): the nginx container's output on compose
-    (nginx_access_log /dev/stdout), /var/log/nginx/access.log on the VM (deploy/defaults.yml)."""
-
-    ACCESS_LOG = "/var/log/nginx/access.log"
+    """What the app's programs (Gunicorn, Daphne, workers) logged on the target since mark()
+    (Target.app_log_streams: the app container's output on compose, supervisor's log files on the VM)."""
 
     def __init__(self, target: Target):
         self.target = target
-        self.spec = target.nginx_host_spec()
-        self.start = 0
-
-    def all_lines(self) -> list[str]:
-        container = self.spec.removeprefix("docker://")
-        if self.target.compose:
-            command = ["docker", "logs", container]
-        else:
-            command = ["docker", "exec", container, "cat", self.ACCESS_LOG]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-        return result.stdout.splitlines()
+        self.start: dict[str, int] = {}
 
     def mark(self) -> None:
-        self.start = len(self.all_lines())
+        self.start = {name: len(lines) for name, lines in self.target.app_log_streams().items()}
+
+    def lines(self) -> list[str]:
+        """Every line logged since mark()."""
+        streams = self.target.app_log_streams()
+        return [line for name, lines in streams.items() for line in lines[self.start.get(name, 0) :]]
+
+
+class NginxLog:
+    """Nginx's access log on the target since mark() (Target.nginx_access_lines)."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self.start = 0
+
+    def mark(self) -> None:
+        self.start = len(self.target.nginx_access_lines())
 
     def lines(self) -> list[str]:
         """Every access log line written since mark()."""
-        return self.all_lines()[self.start :]
+        return self.target.nginx_access_lines()[self.start :]
 
     def gateways(self) -> set[str]:
         """Gateway addresses of the Docker networks of Nginx's container: the address Docker's
         published port gives every client on this machine."""
-        container = self.spec.removeprefix("docker://")
+        container = self.target.nginx_host_spec().removeprefix("docker://")
         result = subprocess.run(
             ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", container],
             capture_output=True,

@@ -125,11 +125,19 @@ class ComposeTarget(Target):
     def nginx_host_spec(self) -> str:
         return f"docker://{self.container('nginx')}"
 
-    def app_log_lines(self, needle: str) -> list[str]:
+    def app_log_streams(self) -> dict[str, list[str]]:
+        # supervisor_log_target stdout (docker/deploy-vars.yml): the programs log to the container's output.
         result = subprocess.run(
             ["docker", "logs", self.container("app")], capture_output=True, text=True, check=False, timeout=60
         )
-        return [line for line in (result.stdout + result.stderr).splitlines() if needle in line]
+        return {"stdout": result.stdout.splitlines(), "stderr": result.stderr.splitlines()}
+
+    def nginx_access_lines(self) -> list[str]:
+        # nginx_access_log /dev/stdout (docker/deploy-vars.yml); the error log is the container's stderr.
+        result = subprocess.run(
+            ["docker", "logs", self.container("nginx")], capture_output=True, text=True, check=True, timeout=60
+        )
+        return result.stdout.splitlines()
 
     # --- faults -----------------------------------------------------------------------------------
     def restart_stack(self) -> None:

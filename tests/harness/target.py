@@ -221,8 +221,16 @@ class Target:
     def wait_whole(self, timeout: float = WHOLE_SECONDS) -> None:
         wait_until(self.whole, timeout, f"{self.name}: every program RUNNING and the site healthy", 1)
 
+    def app_log_streams(self) -> dict[str, list[str]]:
+        """The app's programs' log streams (Gunicorn, Daphne, workers) so far, by name; a stream only grows."""
+        raise NotImplementedError
+
     def app_log_lines(self, needle: str) -> list[str]:
         """Lines of the programs' logs (since the host was made) that contain needle."""
+        return [line for lines in self.app_log_streams().values() for line in lines if needle in line]
+
+    def nginx_access_lines(self) -> list[str]:
+        """Nginx's access log so far (nginx_access_log of the deploy variables)."""
         raise NotImplementedError
 
     def run_as_app_user(self, command: str):

@@ -187,9 +187,14 @@ class VmTarget(Target):
         assert result.rc == 0, f"systemctl {' '.join(args)}: {result.stdout} {result.stderr}"
         return result.stdout.strip()
 
-    def app_log_lines(self, needle: str) -> list[str]:
-        result = self.app_host().run("cat /var/log/channels-stack/*.log")
-        return [line for line in result.stdout.splitlines() if needle in line]
+    def app_log_streams(self) -> dict[str, list[str]]:
+        # supervisor_log_target file: one file per program and stream in app_log_dir.
+        host = self.app_host()
+        listing = host.run(f"ls {self.variables['app_log_dir']}/*.log").stdout.split()
+        return {name: host.file(name).content_string.splitlines() for name in listing}
+
+    def nginx_access_lines(self) -> list[str]:
+        return self.app_host().file(self.variables["nginx_access_log"]).content_string.splitlines()
 
     # --- faults -----------------------------------------------------------------------------------
     def restart_stack(self) -> None:

@@ -79,12 +79,24 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize(("target", argname), params, indirect=["target"], scope="session")
 
 
+def pytest_collection_finish(session):
+    """Brings the stacks up (or checks the running ones) before the first test, outside every test's
+    timeout: the --target kinds, and the VM when a collected test needs it (tests/vm)."""
+    if session.config.option.collectonly or not session.items:
+        return
+    needs_vm = any("vm" in getattr(item, "fixturenames", ()) for item in session.items)
+    session.config.stash[STACKS].start(["vm"] if needs_vm else [])
+
+
+def pytest_sessionfinish(session):
+    # Also after a failure, Ctrl-C or SIGTERM: fresh stacks saved (logs) and removed.
+    session.config.stash[STACKS].close()
+
+
 @pytest.fixture(scope="session")
 def stacks(request):
-    """The session's stacks (harness.session.Stacks); fresh ones are removed after the last test."""
-    stacks = request.config.stash[STACKS]
-    yield stacks
-    stacks.close()
+    """The session's stacks (harness.session.Stacks), up before the first test."""
+    return request.config.stash[STACKS]
 
 
 @pytest.fixture(scope="session")

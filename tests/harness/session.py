@@ -5,7 +5,6 @@ used as they are (a developer's `make up` / `make vm`)."""
 from __future__ import annotations
 
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,49 +17,61 @@ ARTIFACTS = deploy.repo_path(os.environ.get("ARTIFACTS_DIR", "artifacts"))
 
 
 class Stacks:
-    """Targets by kind for a session. fresh: up() every requested kind at the first get(), close()
-    saves their logs under artifacts and removes them; else get() attaches to running stacks."""
+    """Targets by kind for a session. fresh: start() brings every requested kind up, close() saves
+    their logs under artifacts and removes them; else start() attaches to the running stacks."""
 
     def __init__(self, kinds: list[str], fresh: bool, artifacts: Path = ARTIFACTS, log=print):
         self.kinds = list(dict.fromkeys(kinds))
         self.fresh = fresh
         self.artifacts = artifacts
         self.log = log
+        # Targets that are up, by kind; every target made afresh (up or not), for close().
         self.targets: dict[str, Target] = {}
+        self.made: list[Target] = []
         self.failures: dict[str, BaseException] = {}
-        self.lock = threading.Lock()
 
-    def get(self, kind: str) -> Target:
-        """The target of kind `kind`, up; the error of its bring-up when that failed."""
-        with self.lock:
+    def start(self, kinds: list[str] | None = None) -> None:
+        """Brings up (fresh) or attaches to (running) every kind in self.kinds plus `kinds` not yet
+        started, concurrently; a failure is kept and raised by get(). tests/conftest.py calls it once
+        the tests are collected, before the first one runs: a bring-up is not part of any test (nor
+        of its timeout)."""
+        for kind in kinds or []:
             if kind not in self.kinds:
                 self.kinds.append(kind)
-            missing = [k for k in self.kinds if k not in self.targets and k not in self.failures]
-            if missing:
-                self._start(missing)
+        missing = [k for k in self.kinds if k not in self.targets and k not in self.failures]
+        if not missing:
+            return
+        if not self.fresh:
+            for kind in missing:
+                try:
+                    target = make_target(kind)
+                    target.attach()
+                except RuntimeError as exc:
+                    self.failures[kind] = exc
+                else:
+                    self.targets[kind] = target
+            return
+        self.log(f"harness: bringing up {', '.join(missing)} afresh (concurrently)")
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            futures = {kind: pool.submit(self._up, kind) for kind in missing}
+            for kind, future in futures.items():
+                error = future.exception()
+                if error is None:
+                    self.targets[kind] = future.result()
+                else:
+                    self.failures[kind] = error
+                    self.log(f"harness: {kind} did not come up: {error}")
+
+    def get(self, kind: str) -> Target:
+        """The target of kind `kind`, up; RuntimeError with the cause when it did not come up."""
+        self.start([kind])
         if kind in self.failures:
             raise RuntimeError(f"target {kind} did not come up: {self.failures[kind]}") from self.failures[kind]
         return self.targets[kind]
 
-    def _start(self, kinds: list[str]) -> None:
-        if not self.fresh:
-            for kind in kinds:
-                target = make_target(kind)
-                target.attach()
-                self.targets[kind] = target
-            return
-        self.log(f"harness: bringing up {', '.join(kinds)} afresh (concurrently)")
-        with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
-            futures = {kind: pool.submit(self._up, kind) for kind in kinds}
-        for kind, future in futures.items():
-            error = future.exception()
-            if error is not None:
-                self.failures[kind] = error
-
-    def _up(self, kind: str) -> None:
+    def _up(self, kind: str) -> Target:
         target = make_target(kind)
-        # Registered first, so close() removes a half-made stack too.
-        self.targets[kind] = target
+        self.made.append(target)
         started = time.monotonic()
         try:
             target.up()
@@ -73,13 +84,14 @@ class Stacks:
                     line = f"{kind}: {step} took {seconds:.0f} s"
                     file.write(line + "\n")
                     self.log(f"harness: {line}")
+        return target
 
     def timing_lines(self) -> list[str]:
         """Every line of the fresh targets' timing files, for the end of the session."""
         lines = []
-        for kind in self.targets:
-            path = self.artifacts / f"{kind}-timings.txt"
-            if self.fresh and path.exists():
+        for target in self.made:
+            path = self.artifacts / f"{target.kind}-timings.txt"
+            if path.exists():
                 lines += path.read_text().splitlines()
         return lines
 
@@ -87,7 +99,8 @@ class Stacks:
         """fresh: saves each target's logs under artifacts and removes it (errors reported, not raised)."""
         if not self.fresh:
             return
-        for kind, target in self.targets.items():
+        for target in self.made:
+            kind = target.kind
             for step in (lambda t=target: t.save_logs(self.artifacts), target.down):
                 try:
                     saved = step()

@@ -8,7 +8,7 @@ VENV ?= .venv
 PYTEST = $(VENV)/bin/python -m pytest
 VENV_STAMP = $(VENV)/.installed-from-lock
 
-.PHONY: help venv lock lint lint-python lint-yaml lint-shell lint-nginx test test-unit
+.PHONY: help venv lock lint lint-python lint-yaml lint-shell lint-nginx lint-docker lint-ansible test test-unit
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' \
@@ -27,7 +27,8 @@ lock: $(VENV_STAMP) ## Re-lock requirements*.txt from requirements*.in (pinned, 
 	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--generate-hashes --no-header -q requirements-dev.in -o requirements-dev.txt
 
-lint: lint-python lint-yaml lint-shell lint-nginx lint-docker lint-ansible lint-faults ## Run every linter
+# Each linter runs once over everything it checks.
+lint: lint-python lint-yaml lint-shell lint-nginx lint-docker lint-ansible ## Run every linter, each once over the whole tree
 
 lint-python: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
@@ -36,8 +37,17 @@ lint-python: $(VENV_STAMP)
 lint-yaml: $(VENV_STAMP)
 	$(VENV)/bin/yamllint --strict .
 
+# Every tracked shell script: .ci/run and each *.sh.
 lint-shell:
-	shellcheck .ci/run docker/*.sh bench/*.sh
+	shellcheck .ci/run $$(git ls-files '*.sh')
+
+lint-docker: $(VENV_STAMP)
+	$(VENV)/bin/hadolint --config docker/hadolint.yaml docker/Dockerfile docker/test-host/Dockerfile
+
+# The playbook and the faults suite's reload-nginx.yml, with ansible/ansible.cfg (roles path, collections).
+lint-ansible: $(VENV_STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg \
+	  ansible-lint --profile production ansible tests/faults/reload-nginx.yml
 
 # gixy on the rendered Nginx config, every check on but one: the Host passed upstream is $http_host
 # only when it is exactly a served name with an optional port (the site's map), so host_spoofing needs
@@ -56,9 +66,8 @@ test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite and Postgre
 	$(PYTEST) tests/unit
 	UNIT_DATABASE=postgresql $(PYTEST) tests/unit -m postgresql
 
-test: lint test-unit test-compose test-bench test-vm test-faults ## Everything CI runs: lint, then the unit, compose, bench smoke, VM and faults tiers
+test: lint test-unit test-bench test-stacks ## Everything CI runs: lint, the unit tier, the bench smoke, then the compose, VM and faults tiers in one session
 
 -include docker/compose.mk
--include ansible/vm.mk
--include tests/faults/faults.mk
+-include tests/tiers.mk
 -include bench/bench.mk

@@ -2,7 +2,10 @@
 storm on the stack, idle capacity of both, then results.json, results.md and the plots in --out.
 `make bench` runs it (bench/README.md).
 
-Without --project only the bare server is measured (for developing the harness). Exit status: 0
+With --fresh the stack of --project is brought up first in the bench profile (bench/profile.yml, its
+own image tag and port) and removed afterwards with its logs saved to --logs, also on failure or
+Ctrl-C, through the test harness' ComposeTarget (tests/harness; tests/ on PYTHONPATH, as bench/bench.mk
+sets it). Without --project only the bare server is measured (for developing the harness). Exit status: 0
 when the runs completed (whatever they measured: this is a benchmark, not a test), 2 for bad
 arguments or a server that could not be reached.
 """
@@ -10,8 +13,10 @@ arguments or a server that could not be reached.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
+import subprocess
 import sys
 import time
 import uuid
@@ -89,6 +94,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds a handshake may take (default 30)")
     parser.add_argument("--compose", default="docker-compose", help="compose command (default docker-compose)")
     parser.add_argument("--project", help="compose project of the running stack; without it: bare server only")
+    parser.add_argument(
+        "--fresh", action="store_true", help="bring the --project stack up in the bench profile first, remove it after"
+    )
+    parser.add_argument("--http-port", type=int, default=8197, help="--fresh: the stack's published port")
+    parser.add_argument("--image-tag", default="bench", help="--fresh: the stack's image tag (default bench)")
+    parser.add_argument("--profile", type=Path, default=Path("bench/profile.yml"), help="--fresh: deploy variables")
+    parser.add_argument("--logs", type=Path, default=Path("artifacts"), help="--fresh: where its logs go")
     parser.add_argument(
         "--bare-ws-port", type=int, default=0, help="bare server's WebSocket port (default: a free one)"
     )
@@ -223,10 +235,38 @@ def run_all(args: argparse.Namespace) -> dict:
     return results
 
 
+@contextlib.contextmanager
+def fresh_stack(args: argparse.Namespace):
+    """The --project stack brought up afresh in the bench profile for the block, then its logs saved
+    (bench-compose-logs.txt under --logs) and it removed with its volume. TargetError when the
+    profile is refused or the stack does not come up."""
+    from harness.compose import ComposeTarget  # tests/harness: the tiers' own bring-up
+
+    # docker/vars.py checks the profile and stages it inside the build context, as `make up VARS=` does.
+    staged = f"docker/vars.local/{args.project}.yml"
+    check = subprocess.run([sys.executable, "docker/vars.py", str(args.profile), staged], check=False)
+    if check.returncode != 0:
+        raise TargetError(f"{args.profile}: refused by docker/vars.py")
+    stack = ComposeTarget(args.project, args.http_port, staged, args.image_tag, shlex.split(args.compose))
+    stack.logs_name = "bench-compose-logs.txt"
+    try:
+        log(f"bringing up compose project {args.project} (bench profile, images :{args.image_tag})")
+        try:
+            stack.up()
+        except RuntimeError as exc:
+            raise TargetError(str(exc)) from exc
+        yield
+    finally:
+        saved = stack.save_logs(args.logs)
+        log(f"container logs saved to {', '.join(map(str, saved))}; removing the bench stack (down -v)")
+        stack.down()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        results = run_all(args)
+        with fresh_stack(args) if args.fresh and args.project else contextlib.nullcontext():
+            results = run_all(args)
     except TargetError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -19,9 +19,8 @@ TEST_BENCH_OUT ?= artifacts/bench
 .PHONY: bench test-bench bench-clean
 
 bench: compose-prepare $(VENV_STAMP) ## Fan-out (stack in the bench profile vs a bare asyncio server) and a reconnect storm; BENCH_ARGS='--sizes 100,1000 --quick'
-	@BENCH_COMPOSE_PROJECT=$(BENCH_COMPOSE_PROJECT) BENCH_HTTP_PORT=$(BENCH_HTTP_PORT) \
-	  BENCH_IMAGE_TAG=$(BENCH_IMAGE_TAG) \
-	  bash bench/run.sh $(COMPOSE) -- $(BENCH_PYTHON) -m bench --out $(BENCH_OUT) $(BENCH_ARGS)
+	PYTHONPATH=tests $(BENCH_PYTHON) -m bench --fresh --compose "$(COMPOSE)" --project $(BENCH_COMPOSE_PROJECT) \
+	  --http-port $(BENCH_HTTP_PORT) --image-tag $(BENCH_IMAGE_TAG) --out $(BENCH_OUT) $(BENCH_ARGS)
 ifeq ($(BENCH_OUT)$(findstring --quick,$(BENCH_ARGS)),bench/results)
 	$(BENCH_PYTHON) -m bench.report $(BENCH_OUT) --readme README.md
 endif

@@ -162,7 +162,7 @@ def predicted_wait_s(handshakes: int, stages: dict) -> float:
 def stack_limits(profile: Path = ROOT / "bench" / "profile.yml") -> dict:
     """The handshake stages of the stack `make bench` builds, read with deploy/render.py's loader
     from the files its images are rendered with: deploy/defaults.yml, docker/deploy-vars.yml, then
-    the bench profile (bench/run.sh stages it as EXTRA_VARS)."""
+    the bench profile (`python -m bench --fresh` stages it as EXTRA_VARS)."""
     return handshake_stages(render.load_vars([ROOT / "docker" / "deploy-vars.yml", profile]))
 
 

@@ -9,15 +9,6 @@ COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker 
 endif
 # Project of `make up`; its data volume is $(COMPOSE_PROJECT)_data.
 COMPOSE_PROJECT ?= channels-stack
-# The test tier's own project and port, so `make test-compose` never touches the `make up` stack.
-E2E_COMPOSE_PROJECT ?= channels-stack-e2e
-E2E_HTTP_PORT ?= 8090
-E2E_PYTEST ?= .venv/bin/python -m pytest
-E2E_PYTEST_ARGS ?=
-# Deploy variables the test stack's images are built with (and the suite reads): three Daphne processes.
-E2E_VARS ?= docker/e2e-vars.yml
-HADOLINT ?= .venv/bin/hadolint
-YAMLLINT ?= .venv/bin/yamllint
 
 DC = $(COMPOSE) -p $(COMPOSE_PROJECT)
 # The app's database: sqlite (the default) or postgresql, which turns on the `postgres` profile (the
@@ -36,11 +27,8 @@ DC_ALL = COMPOSE_PROFILES=postgres $(DC)
 # (docker/vars.local/, git-ignored); docker-compose.yml hands that path to the build as EXTRA_VARS.
 VARS ?=
 STAGED_VARS = docker/vars.local/$(COMPOSE_PROJECT).yml
-DOCKER_SCRIPTS = docker/env.sh docker/ca-certs.sh docker/up.sh docker/test-compose.sh \
-	docker/app/entrypoint.sh docker/nginx/healthcheck.sh docker/redis/entrypoint.sh docker/redis/healthcheck.sh \
-	docker/postgresql/entrypoint.sh docker/postgresql/healthcheck.sh
 
-.PHONY: compose-vars compose-prepare up down logs ps clean compose-clean test-compose lint-docker
+.PHONY: compose-vars compose-prepare up down logs ps clean compose-clean
 
 # First prerequisite of `up`: bad VARS fail here, before the engine, base image or build.
 compose-vars:
@@ -80,14 +68,3 @@ compose-clean:
 	-@docker image prune --force --filter label=channels-stack.image
 	rm -f docker/ca-certificates/extra.crt
 	rm -rf docker/vars.local
-
-test-compose: export EXTRA_VARS = $(E2E_VARS)
-test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests against a fresh compose stack (always removed afterwards)
-	@E2E_COMPOSE_PROJECT=$(E2E_COMPOSE_PROJECT) E2E_HTTP_PORT=$(E2E_HTTP_PORT) \
-	  bash docker/test-compose.sh $(COMPOSE) -- \
-	  $(E2E_PYTEST) -p no:django tests/e2e --target compose $(E2E_PYTEST_ARGS)
-
-lint-docker: ## hadolint the Dockerfiles, shellcheck the docker scripts, yamllint the compose files
-	$(HADOLINT) --config docker/hadolint.yaml docker/Dockerfile
-	shellcheck $(DOCKER_SCRIPTS)
-	$(YAMLLINT) --strict docker-compose.yml docker/

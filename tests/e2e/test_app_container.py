@@ -133,7 +133,7 @@ def test_killed_supervisord_is_brought_back_with_every_program(site, target, app
     assert killed.rc == 0, killed.stderr
 
     wait_until(lambda: supervisord_identity(app_host) != before, SUPERVISORD_RECOVERY_SECONDS, "a new supervisord")
-    wait_until(supervisor.all_running, SUPERVISORD_RECOVERY_SECONDS, "every program RUNNING")
+    wait_until(target.all_running, SUPERVISORD_RECOVERY_SECONDS, "every program RUNNING")
     wait_until(site.healthy, SUPERVISORD_RECOVERY_SECONDS, "site healthy through Nginx")
     assert supervisord_identity(app_host)[0] > 0
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from .targets import REPO, deploy_vars
+from harness.deploy import REPO, deploy_vars
 
 ON_POSTGRESQL = os.environ.get("APP_DATABASE", "sqlite") == "postgresql"
 

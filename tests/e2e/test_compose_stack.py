@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from .targets import REPO, deploy_vars
+from harness.deploy import REPO, deploy_vars
 
 SERVICES = ["nginx", "app", "redis"]
 REDIS_IMAGE = "channels-stack/redis:latest"

@@ -18,8 +18,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from e2e.stack import Site, TimedOut, wait_until
-from e2e.targets import Target
+from harness.site import Site
+from harness.target import Target
+from harness.waiting import TimedOut, wait_until
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 

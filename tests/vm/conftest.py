@@ -1,14 +1,18 @@
-"""Fixtures of the VM tier. `make test-vm` creates and provisions the test host first; by hand:
-`make vm`, then `.venv/bin/python -m pytest -p no:django tests/vm` (the host is changed by the tests:
-a new release is deployed, processes are killed, the host is rebooted)."""
+"""Fixtures of the VM tier: the test host as a harness VmTarget (tests/harness/vm.py). `make test-vm`
+brings a fresh one up (--fresh); by hand: `make vm`, then `PYTHONPATH=tests .venv/bin/python -m pytest
+-p no:django tests/vm` (the host is changed by the tests: a new release is deployed, supervisord is
+killed). The deploy variables the tests are parametrized by are harness.deploy.vm_vars() (VM_VARS)."""
 
 import pytest
-import testinfra
-
-from .vmhost import VM_CONTAINER
 
 
 @pytest.fixture(scope="session")
-def host():
+def vm(stacks):
+    """The test host (harness VmTarget), up."""
+    return stacks.get("vm")
+
+
+@pytest.fixture(scope="session")
+def host(vm):
     """testinfra host of the test host container (commands run as root, like Ansible's)."""
-    return testinfra.get_host(f"docker://{VM_CONTAINER}")
+    return vm.app_host()

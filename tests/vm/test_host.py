@@ -4,8 +4,13 @@ listening sockets, Redis' access control, file modes of the secrets and the syst
 import pytest
 import requests
 import yaml
+from harness.deploy import programs, vm_vars
 
-from .vmhost import BASE_URL, DEPLOY, PROGRAMS, SUPERVISORCTL_PATH, SUPERVISORD_CONF, UNIT
+DEPLOY = vm_vars()
+PROGRAMS = programs(DEPLOY)
+UNIT = f"{DEPLOY['app_name']}.service"
+SUPERVISORCTL_PATH = f"{DEPLOY['app_venv']}/bin/supervisorctl"
+SUPERVISORD_CONF = f"{DEPLOY['app_config_dir']}/supervisord.conf"
 
 APP_USER = DEPLOY["app_user"]
 SECRETS_FILE = f"{DEPLOY['app_config_dir']}/secrets.yml"
@@ -163,17 +168,17 @@ def test_unit_starts_after_redis_and_the_network(host):
     assert {"redis-server.service", "network-online.target"} <= set(after)
 
 
-def test_site_is_served_through_nginx_on_the_published_port():
+def test_site_is_served_through_nginx_on_the_published_port(vm):
     """Tests that the board page and both health probes answer through Nginx on 127.0.0.1:VM_HTTP_PORT."""
-    page = requests.get(BASE_URL + "/", timeout=10)
-    probes = [requests.get(BASE_URL + path, timeout=10).json() for path in ("/healthz", "/ws/healthz")]
+    page = requests.get(vm.base_url + "/", timeout=10)
+    probes = [requests.get(vm.base_url + path, timeout=10).json() for path in ("/healthz", "/ws/healthz")]
     assert page.status_code == 200 and "csrftoken" in page.cookies
     assert [(p["status"], p["interface"]) for p in probes] == [("ok", "wsgi"), ("ok", "asgi")]
 
 
-def test_static_files_are_served_by_nginx(host):
+def test_static_files_are_served_by_nginx(host, vm):
     """Tests that a collected static file is served by Nginx itself, with a cache lifetime."""
     manifest = host.file(f"{DEPLOY['app_static_root']}/staticfiles.json").content_string
     css = yaml.safe_load(manifest)["paths"]["board/board.css"]
-    response = requests.get(f"{BASE_URL}/static/{css}", timeout=10)
+    response = requests.get(f"{vm.base_url}/static/{css}", timeout=10)
     assert response.status_code == 200 and "max-age=3600" in response.headers.get("Cache-Control", "")

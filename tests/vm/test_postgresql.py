@@ -7,7 +7,9 @@ VM_TEST_VARS=tests/vm/postgresql-vars.yml` provisions PostgreSQL on the same hos
 
 import pytest
 
-from .vmhost import DEPLOY, VM_CONTAINER
+from harness.deploy import vm_vars
+
+DEPLOY = vm_vars()
 
 ON_POSTGRESQL = DEPLOY.get("app_database", "sqlite") == "postgresql"
 postgresql_only = pytest.mark.skipif(not ON_POSTGRESQL, reason="the host was provisioned with SQLite")
@@ -97,5 +99,5 @@ def test_the_app_is_connected_to_postgresql_and_migrated(host):
         f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{DEPLOY['postgresql_user']}'"  # noqa: S608
         f" AND datname = '{DEPLOY['postgresql_database']}' AND client_addr = '127.0.0.1'",
     )
-    assert int(sessions) >= 1, f"no app connection on {VM_CONTAINER}"
+    assert int(sessions) >= 1, "no app connection on the test host"
     assert not host.file(f"{DEPLOY['app_data_dir']}/db.sqlite3").exists

@@ -6,7 +6,10 @@ import re
 
 import pytest
 
-from .vmhost import DEPLOY, UNIT
+from harness.deploy import vm_vars
+
+DEPLOY = vm_vars()
+UNIT = f"{DEPLOY['app_name']}.service"
 
 MAX_EXPOSURE = 2.0
 

@@ -1,0 +1,74 @@
+"""The deploy variables a stack is rendered with, read with deploy/render.py's own loader.
+
+Ports, process counts and paths of every target come from here, never from constants in the tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("deploy_render", REPO / "deploy" / "render.py")
+render = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(render)
+
+VM_INVENTORY_VARS = REPO / "ansible" / "inventories" / "local-vm" / "group_vars" / "channels_stack" / "main.yml"
+
+
+def repo_path(name: str | os.PathLike) -> Path:
+    """name as an absolute path; a relative one is taken from the repository root."""
+    path = Path(name)
+    return path if path.is_absolute() else REPO / path
+
+
+def compose_vars(extra: str | None = None) -> dict:
+    """The compose images' variables: deploy/defaults.yml, docker/deploy-vars.yml, then `extra` (the
+    EXTRA_VARS file the images are built with; default: $EXTRA_VARS, else none)."""
+    extra = extra or os.environ.get("EXTRA_VARS") or "docker/no-vars.yml"
+    return render.load_vars([REPO / "docker" / "deploy-vars.yml", repo_path(extra)])
+
+
+def vm_vars(extra: str | None = None) -> dict:
+    """The test host's variables: deploy/defaults.yml, the local-vm inventory's deploy variables (its
+    other values are Ansible expressions), then `extra` (the playbook's --extra-vars file; default:
+    $VM_VARS, else none)."""
+    defaults = render.load_vars([])
+    inventory = yaml.safe_load(VM_INVENTORY_VARS.read_text()) or {}
+    extra = extra or os.environ.get("VM_VARS")
+    files = [repo_path(extra)] if extra else []
+    return render.load_vars(files, extra={k: v for k, v in inventory.items() if k in defaults})
+
+
+def deploy_vars(kind: str) -> dict:
+    """The deploy variables target kind `kind` ("compose", "vm") is rendered with; ValueError otherwise.
+
+    Read at collection time too: tests are parametrized by them.
+    """
+    loaders = {"compose": compose_vars, "vm": vm_vars}
+    if kind not in loaders:
+        raise ValueError(f"unknown target {kind!r}; known: {', '.join(sorted(loaders))}")
+    return loaders[kind]()
+
+
+def daphne_ports(variables: dict) -> tuple[int, ...]:
+    """One port per Daphne process: daphne_base_port + n, as deploy/supervisor/programs.conf.j2 has it."""
+    return tuple(variables["daphne_base_port"] + n for n in range(variables["daphne_processes"]))
+
+
+def workers(variables: dict) -> tuple[str, ...]:
+    """The worker programs (group:name) of worker_processes."""
+    return tuple(f"worker:worker-{n}" for n in range(variables["worker_processes"]))
+
+
+def programs(variables: dict) -> tuple[str, ...]:
+    """Every supervisor program (group:name) the variables make the stack run."""
+    return ("gunicorn", *(f"daphne:daphne-{port}" for port in daphne_ports(variables)), *workers(variables))
+
+
+def app_ports(variables: dict) -> tuple[int, ...]:
+    """Gunicorn's port, then each Daphne's."""
+    return (variables["gunicorn_port"], *daphne_ports(variables))

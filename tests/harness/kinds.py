@@ -1,0 +1,44 @@
+"""The kinds of target, and each one's names and ports as the tiers set them (environment, from make).
+
+Environment: compose: E2E_COMPOSE_PROJECT (default channels-stack, `make up`'s), E2E_HTTP_PORT (default:
+where that project published Nginx), EXTRA_VARS; vm: VM_CONTAINER (default channels-stack-vm),
+VM_HTTP_PORT (default 8081), VM_VARS. A new kind (the cluster of issue 11) is one entry here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from .compose import ComposeTarget
+from .target import Target
+from .vm import VmTarget
+
+
+def compose_from_environment() -> ComposeTarget:
+    port = os.environ.get("E2E_HTTP_PORT")
+    return ComposeTarget(
+        os.environ.get("E2E_COMPOSE_PROJECT", "channels-stack"),
+        int(port) if port else None,
+        os.environ.get("EXTRA_VARS") or None,
+    )
+
+
+def vm_from_environment() -> VmTarget:
+    return VmTarget(
+        os.environ.get("VM_CONTAINER", "channels-stack-vm"),
+        int(os.environ.get("VM_HTTP_PORT", "8081")),
+        os.environ.get("VM_VARS") or None,
+    )
+
+
+KINDS: dict[str, Callable[[], Target]] = {"compose": compose_from_environment, "vm": vm_from_environment}
+
+
+def make_target(kind: str) -> Target:
+    """The target of kind `kind` as the environment names it; ValueError for an unknown kind."""
+    try:
+        factory = KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown target {kind!r}; known: {', '.join(sorted(KINDS))}") from None
+    return factory()

@@ -1,0 +1,68 @@
+# tests/tiers.mk: every test tier that needs a deployed stack, each one pytest call (or `python -m
+# bench`) with its names, ports and artifacts; tests/conftest.py's --fresh brings the stacks up
+# (harness.Target.up, concurrently when there are two) and removes them at the end with their logs
+# saved. Included by the Makefile after docker/compose.mk (compose-prepare, COMPOSE).
+
+TIER_PYTEST = PYTHONPATH=tests $(VENV)/bin/python -m pytest -p no:django -p no:cacheprovider
+HARNESS = PYTHONPATH=tests $(VENV)/bin/python -m harness
+# The CA bundle the test hosts trust (the control machine's, so pip works behind an intercepting proxy).
+export EXTRA_CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
+
+# compose tier: its own project and port, so `make up`'s stack is left alone; three Daphne processes.
+E2E_COMPOSE_PROJECT ?= channels-stack-e2e
+E2E_HTTP_PORT ?= 8090
+E2E_VARS ?= docker/e2e-vars.yml
+E2E_PYTEST_ARGS ?=
+COMPOSE_TIER_ENV = COMPOSE="$(COMPOSE)" E2E_COMPOSE_PROJECT=$(E2E_COMPOSE_PROJECT) E2E_HTTP_PORT=$(E2E_HTTP_PORT) \
+	EXTRA_VARS=$(E2E_VARS)
+
+# VM tier and `make vm`: the systemd test host (docker/test-host/) provisioned by ansible/site.yml.
+VM_CONTAINER ?= channels-stack-vm
+VM_HTTP_PORT ?= 8081
+# Deploy variables over the inventory's for `make vm` (the playbook's --extra-vars file).
+VM_VARS ?=
+VM_TEST_VARS ?= docker/e2e-vars.yml
+VM_PYTEST_ARGS ?=
+
+# faults tier: "compose vm", or one of them; stacks of its own with the deploy defaults.
+FAULTS_TARGETS ?= compose vm
+FAULTS_COMPOSE_PROJECT ?= channels-stack-faults
+FAULTS_HTTP_PORT ?= 8092
+FAULTS_VM_CONTAINER ?= channels-stack-faults-vm
+FAULTS_VM_HTTP_PORT ?= 8093
+FAULTS_ARTIFACTS ?= artifacts/faults
+FAULTS_PYTEST_ARGS ?=
+
+.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-stacks
+
+docker-prepare:
+	@bash docker/engine.sh
+	@bash docker/base-image.sh
+
+test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests against a fresh compose stack (always removed afterwards)
+	$(COMPOSE_TIER_ENV) $(TIER_PYTEST) tests/e2e --target compose --fresh $(E2E_PYTEST_ARGS)
+
+vm: docker-prepare $(VENV_STAMP) ## Create the local test host (systemd container) and run the playbook on it
+	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_VARS) $(HARNESS) vm up
+
+vm-destroy: $(VENV_STAMP) ## Remove the local test host
+	VM_CONTAINER=$(VM_CONTAINER) $(HARNESS) vm down
+
+test-vm: docker-prepare $(VENV_STAMP) ## VM tier: fresh test host, playbook twice, testinfra, e2e suite; host removed after
+	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
+	  $(TIER_PYTEST) tests/vm tests/e2e --target vm --fresh $(VM_PYTEST_ARGS)
+
+test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, reboot both stacks under load; prints the table
+	COMPOSE="$(COMPOSE)" E2E_COMPOSE_PROJECT=$(FAULTS_COMPOSE_PROJECT) E2E_HTTP_PORT=$(FAULTS_HTTP_PORT) EXTRA_VARS= \
+	  VM_CONTAINER=$(FAULTS_VM_CONTAINER) VM_HTTP_PORT=$(FAULTS_VM_HTTP_PORT) VM_VARS= \
+	  ARTIFACTS_DIR=$(FAULTS_ARTIFACTS) \
+	  $(TIER_PYTEST) tests/faults $(addprefix --target ,$(FAULTS_TARGETS)) --fresh $(FAULTS_PYTEST_ARGS)
+
+# `make test`: the compose, VM and faults tiers in one session on one compose stack and one test host
+# (the tiers' own names and ports), brought up concurrently; the faults run on the stacks the compose
+# and VM tests used instead of two more. Same tests, same assertions as the three tiers alone, except
+# that the faults run with the end-to-end variables (three Daphne processes) and after the other tests.
+test-stacks: compose-prepare $(VENV_STAMP)
+	$(COMPOSE_TIER_ENV) VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
+	  FAULTS_TABLE=$(FAULTS_ARTIFACTS)/faults-table.md \
+	  $(TIER_PYTEST) tests/e2e tests/vm tests/faults --target compose --target vm --fresh

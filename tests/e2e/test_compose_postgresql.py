@@ -6,7 +6,6 @@ import os
 import subprocess
 
 import pytest
-
 from harness.deploy import REPO, deploy_vars
 
 ON_POSTGRESQL = os.environ.get("APP_DATABASE", "sqlite") == "postgresql"

@@ -7,7 +7,6 @@ import stat
 import subprocess
 
 import pytest
-
 from harness.deploy import REPO, deploy_vars
 
 SERVICES = ["nginx", "app", "redis"]

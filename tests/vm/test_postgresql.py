@@ -6,7 +6,6 @@ VM_TEST_VARS=tests/vm/postgresql-vars.yml` provisions PostgreSQL on the same hos
 """
 
 import pytest
-
 from harness.deploy import vm_vars
 
 DEPLOY = vm_vars()

@@ -5,7 +5,6 @@ and Nginx runs with no process as root. The rest of the VM tier runs the stack u
 import re
 
 import pytest
-
 from harness.deploy import vm_vars
 
 DEPLOY = vm_vars()

@@ -14,12 +14,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from app_processes import wait_for
+from listeners import free_port, wait_until_listening
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER = [sys.executable, str(REPO / "deploy" / "render.py")]
@@ -65,12 +65,6 @@ class Echo(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Site:
@@ -190,16 +184,7 @@ def start_site(tmp_path: Path, echo_port: int, *sets: str):
         f"    include {conf_dir}/conf.d/channels-stack.conf;\n}}\n"
     )
     process = subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(main)], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"nginx did not start: {process.communicate()[1]}")
-            time.sleep(0.05)
+    wait_until_listening(process, port, 10, "nginx")
     try:
         yield Site(port, tmp_path)
     finally:

@@ -6,7 +6,6 @@ limit against a real Daphne process started with the rendered supervisor command
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from app_processes import APP_DIR
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from listeners import free_port, wait_until_listening
 
 from board.limits import PostRate
 from config.asgi import application
@@ -152,9 +152,7 @@ def test_daphne_and_supervisor_get_the_limits_from_the_deploy_variables(tmp_path
 def daphne(app_processes, tmp_path):
     """A real Daphne with the deploy's message size limit, on a free port; its ws:// base URL."""
     app = app_processes(settings.REDIS_URL)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     size = str(DEFAULTS["daphne_ws_max_message_size"])
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "daphne"), "--bind", "127.0.0.1", "--port", str(port)]
@@ -165,16 +163,7 @@ def daphne(app_processes, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"daphne did not start: {process.stderr.read()[-2000:]}")
-            time.sleep(0.1)
+    wait_until_listening(process, port, 30, "daphne")
     yield f"ws://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)

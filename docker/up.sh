@@ -51,7 +51,21 @@ for entry in (health.get("Log") or [])[-1:]:
   echo "compose: see \`make logs\` and \`make ps\`; \`make down\` stops what started." >&2
 }
 
-mapfile -t services < <("${compose[@]}" config --services)
+# The services `up` starts: those with no `profiles:`, or one of COMPOSE_PROFILES. docker-compose
+# v1.29's `config --services` lists every service whatever its profiles (v2's leaves the others out),
+# so the rendered file's `profiles:` lists are read instead.
+active_services() {
+  "${compose[@]}" config | awk -v active=",${COMPOSE_PROFILES:-}," '
+    /^services:/ { in_services = 1; next }
+    /^[^ ]/ { in_services = 0 }
+    !in_services { next }
+    /^  [A-Za-z0-9_.-]+:$/ { service = substr($1, 1, length($1) - 1); order[++n] = service; keep[service] = 1; in_profiles = 0; next }
+    /^    profiles:/ { in_profiles = 1; keep[service] = 0; next }
+    in_profiles && /^ +- / { if (index(active, "," $2 ",")) keep[service] = 1; next }
+    { in_profiles = 0 }
+    END { for (i = 1; i <= n; i++) if (keep[order[i]]) print order[i] }'
+}
+mapfile -t services < <(active_services)
 
 "${compose[@]}" build
 # `up` itself waits for the dependencies' health (depends_on: service_healthy) and fails when one

@@ -62,7 +62,8 @@ test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, r
 # (the tiers' own names and ports), brought up concurrently; the faults run on the stacks the compose
 # and VM tests used instead of two more. Same tests, same assertions as the three tiers alone, except
 # that the faults run with the end-to-end variables (three Daphne processes) and after the other tests.
+# --durations: the 30 slowest steps in CI's log, where the time of `make test` goes (issue 10, item 5).
 test-stacks: compose-prepare $(VENV_STAMP)
 	$(COMPOSE_TIER_ENV) VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
 	  FAULTS_TABLE=$(FAULTS_ARTIFACTS)/faults-table.md \
-	  $(TIER_PYTEST) tests/e2e tests/vm tests/faults --target compose --target vm --fresh
+	  $(TIER_PYTEST) tests/e2e tests/vm tests/faults --target compose --target vm --fresh --durations=30

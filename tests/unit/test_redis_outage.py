@@ -1,15 +1,17 @@
 """What a Redis outage does to open sockets and to the workers, with a real redis-server killed mid-test."""
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import redis
+from acl_redis import wait_until_up
 from app_processes import wait_for
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from layer_settings import channel_layers_at
+from listeners import free_port
 
 from board import services
 from config.asgi import application
@@ -19,9 +21,7 @@ class ThrowawayRedis:
     """A redis-server of this test's own, on a free port, that the test can stop and start."""
 
     def __init__(self, workdir: Path):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.workdir = workdir
         self.process = None
 
@@ -34,10 +34,7 @@ class ThrowawayRedis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout != b"PONG\n":
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+        wait_until_up(redis.Redis(port=self.port), self.process, timeout=10)
 
     def stop(self) -> None:
         self.process.kill()
@@ -46,11 +43,11 @@ class ThrowawayRedis:
 
 @pytest.fixture
 def throwaway_redis(tmp_path):
-    redis = ThrowawayRedis(tmp_path)
-    redis.start()
-    yield redis
-    if redis.process.poll() is None:
-        redis.stop()
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    yield server
+    if server.process.poll() is None:
+        server.stop()
 
 
 def board_socket() -> WebsocketCommunicator:

@@ -21,11 +21,21 @@ $(VENV_STAMP): requirements-dev.txt requirements.txt
 
 venv: $(VENV_STAMP) ## Create .venv (tests, linters, Ansible) from the hashed lock files
 
+# sslyze (tests/scan) in a virtualenv of its own: it pins cryptography below what the app needs.
+SCAN_VENV ?= build/scan-venv
+SCAN_STAMP = $(SCAN_VENV)/.installed-from-lock
+$(SCAN_STAMP): requirements-scan.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --require-hashes -r requirements-scan.txt
+	@touch $@
+
 lock: $(VENV_STAMP) ## Re-lock requirements*.txt from requirements*.in (pinned, with hashes)
 	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--generate-hashes --no-header -q requirements.in -o requirements.txt
 	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--generate-hashes --no-header -q requirements-dev.in -o requirements-dev.txt
+	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+		--generate-hashes --no-header -q requirements-scan.in -o requirements-scan.txt
 
 # Each linter runs once over everything it checks.
 lint: lint-python lint-yaml lint-shell lint-nginx lint-docker lint-ansible ## Run every linter, each once over the whole tree

@@ -11,6 +11,8 @@ endif
 COMPOSE_PROJECT ?= channels-stack
 
 DC = $(COMPOSE) -p $(COMPOSE_PROJECT)
+# The project's certificate from the local CA (docker/up.sh issues it; docker-compose.yml mounts it).
+export TLS_DIR ?= .tls/$(COMPOSE_PROJECT)
 # The app's database: sqlite (the default) or postgresql, which turns on the `postgres` profile (the
 # db service) and points the app at it, for `up` and `test-compose` alike.
 DATABASE ?= sqlite

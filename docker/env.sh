@@ -28,7 +28,9 @@ cat >"$tmp" <<ENV
 # Edit freely; \`make up\` never overwrites this file. Never commit it (git-ignored).
 # KEY=VALUE lines without quotes: the same format as the VM's EnvironmentFile.
 
-# Port on 127.0.0.1 where Nginx answers.
+# Ports on 127.0.0.1 where Nginx answers: HTTPS (trust .tls/ca.pem), and plain HTTP, which redirects
+# to it except the health probes.
+HTTPS_PORT=8443
 HTTP_PORT=8080
 # Django's signing key: random, secret.
 DJANGO_SECRET_KEY=$(random)

@@ -2,6 +2,7 @@
 # Builds the images, starts the stack and waits until every service is healthy; then prints the
 # URL. On failure it names each service that is not healthy with its last log lines, and exits 1.
 # Usage: docker/up.sh COMPOSE-COMMAND...   e.g. docker/up.sh docker-compose -p channels-stack
+# Run from the repository root. TLS_DIR (default .tls/channels-stack) holds the site's certificate.
 # UP_TIMEOUT (seconds, default 240) bounds the wait after `up`.
 set -o errexit -o pipefail -o nounset
 
@@ -67,6 +68,12 @@ active_services() {
 }
 mapfile -t services < <(active_services)
 
+# The site's certificate, issued by the local CA (.tls/ca.pem: what clients trust) for the names the
+# images are rendered with, into TLS_DIR, which docker-compose.yml mounts into Nginx; one still good
+# is kept. (The key is 0644 inside the private directory: see docker-compose.yml.)
+python3 deploy/local_ca.py issue --ca-dir .tls --out "${TLS_DIR:-.tls/channels-stack}" --key-mode 0644 \
+  --vars docker/deploy-vars.yml --vars "${EXTRA_VARS:-docker/no-vars.yml}" >/dev/null
+
 "${compose[@]}" build
 # `up` itself waits for the dependencies' health (depends_on: service_healthy) and fails when one
 # turns unhealthy; the loop below then reports which one.
@@ -95,5 +102,6 @@ while :; do
   sleep 2
 done
 
-address=$("${compose[@]}" port nginx 80)
-echo "compose: the stack is up and healthy: http://${address}/"
+https_address=$("${compose[@]}" port nginx 443)
+http_address=$("${compose[@]}" port nginx 80)
+echo "compose: the stack is up and healthy: https://${https_address}/ (trust .tls/ca.pem; http://${http_address}/ redirects)"

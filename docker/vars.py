@@ -48,6 +48,10 @@ FIXED_IN_COMPOSE = {
     "app_log_dir": _PATHS,
     "app_run_dir": _PATHS,
     "nginx_conf_dir": _PATHS,
+    "nginx_https_port": "docker-compose.yml publishes the nginx container's port 443 (HTTPS_PORT is the host's)",
+    "nginx_https_public_port": "the redirect's port is HTTPS_PORT, the one docker-compose.yml publishes",
+    "nginx_tls_certificate": "docker-compose.yml mounts the local CA's certificate there",
+    "nginx_tls_certificate_key": "docker-compose.yml mounts the local CA's key there",
 }
 
 

@@ -11,14 +11,17 @@ export EXTRA_CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
 # compose tier: its own project and port, so `make up`'s stack is left alone; three Daphne processes.
 E2E_COMPOSE_PROJECT ?= channels-stack-e2e
 E2E_HTTP_PORT ?= 8090
+E2E_HTTPS_PORT ?= 8094
 E2E_VARS ?= docker/e2e-vars.yml
 E2E_PYTEST_ARGS ?=
 COMPOSE_TIER_ENV = COMPOSE="$(COMPOSE)" E2E_COMPOSE_PROJECT=$(E2E_COMPOSE_PROJECT) E2E_HTTP_PORT=$(E2E_HTTP_PORT) \
-	EXTRA_VARS=$(E2E_VARS)
+	E2E_HTTPS_PORT=$(E2E_HTTPS_PORT) EXTRA_VARS=$(E2E_VARS)
 
 # VM tier and `make vm`: the systemd test host (docker/test-host/) provisioned by ansible/site.yml.
 VM_CONTAINER ?= channels-stack-vm
 VM_HTTP_PORT ?= 8081
+# Exported: every VM target (make vm, test-vm, test-stacks) publishes HTTPS there.
+export VM_HTTPS_PORT ?= 8444
 # Deploy variables over the inventory's for `make vm` (the playbook's --extra-vars file).
 VM_VARS ?=
 VM_TEST_VARS ?= docker/e2e-vars.yml
@@ -28,19 +31,24 @@ VM_PYTEST_ARGS ?=
 FAULTS_TARGETS ?= compose vm
 FAULTS_COMPOSE_PROJECT ?= channels-stack-faults
 FAULTS_HTTP_PORT ?= 8092
+FAULTS_HTTPS_PORT ?= 8095
 FAULTS_VM_CONTAINER ?= channels-stack-faults-vm
 FAULTS_VM_HTTP_PORT ?= 8093
+FAULTS_VM_HTTPS_PORT ?= 8096
 FAULTS_ARTIFACTS ?= artifacts/faults
 FAULTS_PYTEST_ARGS ?=
 
 .PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-stacks
 
+# The tiers that run tests/scan need sslyze's virtualenv (the Makefile's SCAN_STAMP).
+test-compose test-vm test-stacks: $(SCAN_STAMP)
+
 docker-prepare:
 	@bash docker/engine.sh
 	@bash docker/base-image.sh
 
-test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests against a fresh compose stack (always removed afterwards)
-	$(COMPOSE_TIER_ENV) $(TIER_PYTEST) tests/e2e --target compose --fresh $(E2E_PYTEST_ARGS)
+test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests and TLS scanners against a fresh compose stack (always removed afterwards)
+	$(COMPOSE_TIER_ENV) $(TIER_PYTEST) tests/e2e tests/scan --target compose --fresh $(E2E_PYTEST_ARGS)
 
 vm: docker-prepare $(VENV_STAMP) ## Create the local test host (systemd container) and run the playbook on it
 	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_VARS) $(HARNESS) vm up
@@ -50,11 +58,12 @@ vm-destroy: $(VENV_STAMP) ## Remove the local test host
 
 test-vm: docker-prepare $(VENV_STAMP) ## VM tier: fresh test host, playbook twice, testinfra, e2e suite; host removed after
 	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
-	  $(TIER_PYTEST) tests/vm tests/e2e --target vm --fresh $(VM_PYTEST_ARGS)
+	  $(TIER_PYTEST) tests/vm tests/e2e tests/scan --target vm --fresh $(VM_PYTEST_ARGS)
 
 test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, reboot both stacks under load; prints the table
-	COMPOSE="$(COMPOSE)" E2E_COMPOSE_PROJECT=$(FAULTS_COMPOSE_PROJECT) E2E_HTTP_PORT=$(FAULTS_HTTP_PORT) EXTRA_VARS= \
-	  VM_CONTAINER=$(FAULTS_VM_CONTAINER) VM_HTTP_PORT=$(FAULTS_VM_HTTP_PORT) VM_VARS= \
+	COMPOSE="$(COMPOSE)" E2E_COMPOSE_PROJECT=$(FAULTS_COMPOSE_PROJECT) E2E_HTTP_PORT=$(FAULTS_HTTP_PORT) \
+	  E2E_HTTPS_PORT=$(FAULTS_HTTPS_PORT) EXTRA_VARS= \
+	  VM_CONTAINER=$(FAULTS_VM_CONTAINER) VM_HTTP_PORT=$(FAULTS_VM_HTTP_PORT) VM_HTTPS_PORT=$(FAULTS_VM_HTTPS_PORT) VM_VARS= \
 	  ARTIFACTS_DIR=$(FAULTS_ARTIFACTS) \
 	  $(TIER_PYTEST) tests/faults $(addprefix --target ,$(FAULTS_TARGETS)) --fresh $(FAULTS_PYTEST_ARGS)
 
@@ -66,4 +75,4 @@ test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, r
 test-stacks: compose-prepare $(VENV_STAMP)
 	$(COMPOSE_TIER_ENV) VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
 	  FAULTS_TABLE=$(FAULTS_ARTIFACTS)/faults-table.md \
-	  $(TIER_PYTEST) tests/e2e tests/vm tests/faults --target compose --target vm --fresh --durations=30
+	  $(TIER_PYTEST) tests/e2e tests/vm tests/scan tests/faults --target compose --target vm --fresh --durations=30

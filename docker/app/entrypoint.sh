@@ -20,6 +20,18 @@ PY
   export REDIS_URL
 fi
 
+# HTTPS (secure cookies, Django's redirect, HSTS) whenever the image's Nginx serves TLS (nginx_tls),
+# with the HSTS max-age Nginx sends (nginx_hsts_max_age); values given in the environment win.
+if [ -z "${DJANGO_HTTPS:-}" ] || [ -z "${DJANGO_HSTS_SECONDS:-}" ]; then
+  read -r tls hsts < <(python - <<'PY'
+import yaml
+variables = yaml.safe_load(open("/etc/channels-stack/deploy-vars.yml"))
+print(int(bool(variables["nginx_tls"])), variables["nginx_hsts_max_age"])
+PY
+  )
+  export DJANGO_HTTPS="${DJANGO_HTTPS:-$tls}" DJANGO_HSTS_SECONDS="${DJANGO_HSTS_SECONDS:-$hsts}"
+fi
+
 # The database: SQLite in the data volume, or PostgreSQL (the postgres profile's db service), whose
 # DATABASE_URL is app_postgresql_url of the image's variables with POSTGRES_PASSWORD put in, like
 # REDIS_URL above; one given in the environment wins.

@@ -36,7 +36,7 @@ def post_job_with_steps_as_text(site):
 
 
 def post_without_csrf_token(site):
-    fresh = requests.post(site.url("/api/messages"), json={"text": "no token"}, timeout=10)
+    fresh = requests.post(site.url("/api/messages"), json={"text": "no token"}, timeout=10, verify=site.http.verify)
     return fresh.status_code
 
 
@@ -55,7 +55,9 @@ def open_socket_from_foreign_origin(site):
 def get_with_unknown_host(site):
     """Nginx's default server closes the connection without an answer (444): no status at all."""
     try:
-        return requests.get(site.url("/"), headers={"Host": "evil.example"}, timeout=10).status_code
+        return requests.get(
+            site.url("/"), headers={"Host": "evil.example"}, timeout=10, verify=site.http.verify
+        ).status_code
     except requests.ConnectionError:
         return None
 

@@ -1,10 +1,18 @@
 """A real browser (Debian's Chromium, headless, driven by Playwright) on the board: two pages see
-each other's messages live, and a job's progress bar fills."""
+each other's messages live, and a job's progress bar fills.
 
+Over HTTPS the browser trusts the local CA (.tls/ca.pem) the way a user's Chromium would: the CA is in
+the NSS database of its home directory (certutil, Debian's libnss3-tools), and Chromium checks the
+site's certificate against it, host name and all. No certificate error is ignored."""
+
+import os
 import re
+import shutil
+import subprocess
 import uuid
 
 import pytest
+from harness.tls import ca_file
 from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -19,10 +27,32 @@ CHROMIUM_ARGS = [
 LIVE_TIMEOUT_MS = 15_000
 
 
+@pytest.fixture(scope="session")
+def browser_home(tmp_path_factory):
+    """A home directory for Chromium whose NSS database (~/.pki/nssdb) trusts the local CA for TLS
+    servers ("C,,"); Chromium on Linux reads its trust store from there."""
+    if shutil.which("certutil") is None:
+        pytest.fail("certutil is not installed (apt-get install libnss3-tools)")
+    home = tmp_path_factory.mktemp("chromium-home")
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    for command in (
+        ["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"],
+        ["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "channels-stack local CA", "-t", "C,,", "-i", ca_file()],
+    ):
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    return home
+
+
 @pytest.fixture
-def browser():
+def browser(browser_home):
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            env={**os.environ, "HOME": str(browser_home)},
+        )
         yield browser
         browser.close()
 
@@ -33,6 +63,25 @@ def open_board(browser, target):
     page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
     expect(page.locator("#connection")).to_have_text("live", timeout=LIVE_TIMEOUT_MS)
     return page
+
+
+def test_page_is_served_over_https_and_http2_and_its_sockets_over_wss(browser, target):
+    """Tests that Chromium, trusting the local CA, loads the board over HTTPS and HTTP/2 from a
+    certificate the CA issued, and that the page's live socket is wss:// (an HTTP/1.1 connection:
+    Nginx 1.22 has no WebSocket over HTTP/2) and comes up live."""
+    if not target.tls:
+        pytest.skip("the target serves plain HTTP (nginx_tls off)")
+    page = browser.new_context().new_page()
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    response = page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
+    assert response.ok and page.url.startswith("https://")
+    details = response.security_details()
+    assert details["protocol"] in {"TLS 1.2", "TLS 1.3"}, details
+    assert details["issuer"].startswith("channels-stack local CA"), details
+    assert page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
+    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE_TIMEOUT_MS)
+    assert sockets and all(url.startswith("wss://") for url in sockets), sockets
 
 
 def test_two_pages_see_each_others_messages_and_a_job_progress_bar_fills(browser, target, artifacts_dir):

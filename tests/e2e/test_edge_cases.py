@@ -4,6 +4,7 @@ and Host headers that only resemble the site's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import uuid
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from harness.tls import client_context
 from websockets.exceptions import InvalidStatus
 
 from .stack import read_until_ready, receive_json, wait_until
@@ -42,6 +44,11 @@ def other_port_origin(site) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port + 1}"
 
 
+def other_scheme(site) -> str:
+    """The scheme the site is not served by: http for an HTTPS site, else https."""
+    return "http" if site.base_url.startswith("https://") else "https"
+
+
 def test_socket_opens_from_the_sites_own_origin_and_not_from_another_port_of_the_same_host(site):
     """Tests that a handshake from the site's scheme://host:port is accepted, and from another port 403,
     like an HTTP POST from each."""
@@ -49,14 +56,16 @@ def test_socket_opens_from_the_sites_own_origin_and_not_from_another_port_of_the
 
     assert handshake_status(site, "/ws/board/") == 101
     assert handshake_status(site, "/ws/board/", origin=foreign) == 403
-    assert handshake_status(site, "/ws/board/", origin=site.base_url.replace("http://", "https://")) == 403
+    other_scheme_origin = other_scheme(site) + "://" + urlsplit(site.base_url).netloc
+    assert handshake_status(site, "/ws/board/", origin=other_scheme_origin) == 403
     headers = {**site.csrf_headers(), "Origin": foreign}
     assert site.post("/api/messages", json.dumps({"text": "from another port"}), **headers).status_code == 403
 
 
 def test_forged_x_forwarded_proto_changes_neither_the_socket_nor_the_post_origin_check(site):
-    """Tests that a client claiming https in X-Forwarded-Proto is still taken as plain HTTP by both checks."""
-    forged = {"X-Forwarded-Proto": "https"}
+    """Tests that a client claiming the other scheme in X-Forwarded-Proto (http over HTTPS, https over
+    plain HTTP) is still taken by both checks as what it connected with."""
+    forged = {"X-Forwarded-Proto": other_scheme(site)}
     with site.websocket("/ws/board/", headers=forged) as ws:
         assert read_until_ready(ws)["type"] == "ready"
     response = site.post("/api/messages", json.dumps({"text": "forged scheme"}), **forged)
@@ -212,7 +221,10 @@ def test_head_on_every_get_endpoint_answers_gets_status_without_a_body(site, pat
 def raw_request(site, request: bytes) -> bytes:
     """Send request bytes to Nginx as they are; what came back (b"" when Nginx closed without answering)."""
     parts = urlsplit(site.base_url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(socket.create_connection((parts.hostname, parts.port), timeout=10))
+        if parts.scheme == "https":
+            conn = stack.enter_context(client_context().wrap_socket(conn, server_hostname=parts.hostname))
         conn.sendall(request)
         data = b""
         while chunk := conn.recv(65536):
@@ -252,5 +264,5 @@ def test_host_that_is_not_exactly_a_served_name_is_dropped_by_nginx(site, app_lo
 
 def test_a_request_for_the_sites_own_host_with_its_port_is_served(site):
     """Tests that the Host the browser sends (name and published port) still gets the page."""
-    response = requests.get(site.url("/"), timeout=10)
+    response = requests.get(site.url("/"), timeout=10, verify=site.http.verify)
     assert response.status_code == 200 and "Live board" in response.text

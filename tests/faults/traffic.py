@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from harness.site import Site
 from harness.target import Target
+from harness.tls import ws_ssl
 from harness.waiting import TimedOut, wait_until
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
@@ -46,6 +47,7 @@ def board_socket(target: Target, after: int | None, open_timeout: float = WS_OPE
         close_timeout=2,
         ping_interval=None,
         max_queue=None,
+        ssl=ws_ssl(target.ws_url),
     )
 
 
@@ -454,6 +456,7 @@ class JobWatcher(threading.Thread):
                     origin=self.target.host_origin,
                     open_timeout=WS_OPEN_TIMEOUT,
                     ping_interval=None,
+                    ssl=ws_ssl(self.target.ws_url),
                 ) as socket:
                     while time.monotonic() < self._deadline:
                         try:

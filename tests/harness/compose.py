@@ -32,9 +32,10 @@ def compose_command() -> list[str]:
 
 class ComposeTarget(Target):
     """A compose project: `project` (its volume is <project>_data), Nginx published on
-    127.0.0.1:http_port, images built with the deploy variables file vars_file (EXTRA_VARS, None: the
-    images' own, docker/deploy-vars.yml) and tagged image_tag (None: latest); command is the compose
-    command (None: compose_command())."""
+    127.0.0.1:http_port and (HTTPS) 127.0.0.1:https_port, its certificate in .tls/<project>/, images
+    built with the deploy variables file vars_file (EXTRA_VARS, None: the images' own,
+    docker/deploy-vars.yml) and tagged image_tag (None: latest); command is the compose command
+    (None: compose_command())."""
 
     kind = "compose"
     bind_host = "0.0.0.0"  # noqa: S104 (inside the container, on the private compose network)
@@ -52,8 +53,9 @@ class ComposeTarget(Target):
         vars_file: str | None = None,
         image_tag: str | None = None,
         command: list[str] | None = None,
+        https_port: int | None = None,
     ):
-        super().__init__(http_port, deploy.compose_vars(vars_file))
+        super().__init__(http_port, deploy.compose_vars(vars_file), https_port)
         self.project = project
         self.vars_file = vars_file
         self.image_tag = image_tag
@@ -63,13 +65,18 @@ class ComposeTarget(Target):
         self.env = {**os.environ}
         if http_port:
             self.env["HTTP_PORT"] = str(http_port)
+        if https_port:
+            self.env["HTTPS_PORT"] = str(https_port)
+        # Each project its own certificate (docker/up.sh issues it), so two bring-ups never write one.
+        self.env["TLS_DIR"] = f".tls/{project}"
         if vars_file:
             self.env["EXTRA_VARS"] = vars_file
         if image_tag:
             self.env["IMAGE_TAG"] = image_tag
 
     def __repr__(self) -> str:
-        return f"<ComposeTarget project {self.project} port {self.http_port or '(as published)'}>"
+        ports = f"{self.http_port}, {self.https_port}" if self.http_port else "(as published)"
+        return f"<ComposeTarget project {self.project} ports {ports}>"
 
     def compose_run(self, *args: str, timeout: float = COMMAND_SECONDS) -> str:
         return run([*self.compose, *args], timeout=timeout, env=self.env)
@@ -111,6 +118,9 @@ class ComposeTarget(Target):
             # A running stack of unknown port (`make up`'s): where compose published Nginx.
             self.http_port = int(self.compose_run("port", "nginx", "80").rpartition(":")[2])
             self.env["HTTP_PORT"] = str(self.http_port)
+        if not self.https_port:
+            self.https_port = int(self.compose_run("port", "nginx", "443").rpartition(":")[2])
+            self.env["HTTPS_PORT"] = str(self.https_port)
 
     def is_up(self) -> bool:
         try:

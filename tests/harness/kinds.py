@@ -1,8 +1,9 @@
 """The kinds of target, and each one's names and ports as the tiers set them (environment, from make).
 
-Environment: compose: E2E_COMPOSE_PROJECT (default channels-stack, `make up`'s), E2E_HTTP_PORT (default:
-where that project published Nginx), EXTRA_VARS; vm: VM_CONTAINER (default channels-stack-vm),
-VM_HTTP_PORT (default 8081), VM_VARS. A new kind (the cluster of issue 11) is one entry here.
+Environment: compose: E2E_COMPOSE_PROJECT (default channels-stack, `make up`'s), E2E_HTTP_PORT and
+E2E_HTTPS_PORT (default: where that project published Nginx), EXTRA_VARS; vm: VM_CONTAINER (default
+channels-stack-vm), VM_HTTP_PORT (default 8081), VM_HTTPS_PORT (default 8444), VM_VARS. A new kind
+(the cluster of issue 11) is one entry here.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from .vm import VmTarget
 
 
 def compose_from_environment() -> ComposeTarget:
-    port = os.environ.get("E2E_HTTP_PORT")
+    port, https_port = os.environ.get("E2E_HTTP_PORT"), os.environ.get("E2E_HTTPS_PORT")
     return ComposeTarget(
         os.environ.get("E2E_COMPOSE_PROJECT", "channels-stack"),
         int(port) if port else None,
         os.environ.get("EXTRA_VARS") or None,
+        https_port=int(https_port) if https_port else None,
     )
 
 
@@ -29,6 +31,7 @@ def vm_from_environment() -> VmTarget:
         os.environ.get("VM_CONTAINER", "channels-stack-vm"),
         int(os.environ.get("VM_HTTP_PORT", "8081")),
         os.environ.get("VM_VARS") or None,
+        https_port=int(os.environ.get("VM_HTTPS_PORT", "8444")),
     )
 
 

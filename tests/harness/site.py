@@ -7,6 +7,8 @@ import json
 import requests
 from websockets.sync.client import ClientConnection, connect
 
+from .tls import ca_file, client_context
+
 HTTP_TIMEOUT = 10
 WS_OPEN_TIMEOUT = 10
 HEALTH_PATHS = ("/healthz", "/ws/healthz")
@@ -14,8 +16,9 @@ HEALTH_PATHS = ("/healthz", "/ws/healthz")
 
 def healthy(base_url: str, timeout: float = HTTP_TIMEOUT) -> bool:
     """True when both tiers (Gunicorn's /healthz, Daphne's /ws/healthz) answer 200 "ok" through Nginx."""
+    verify = ca_file() if base_url.startswith("https://") else True
     for path in HEALTH_PATHS:
-        response = requests.get(base_url + path, timeout=timeout)
+        response = requests.get(base_url + path, timeout=timeout, verify=verify)
         if response.status_code != 200 or response.json()["status"] != "ok":
             return False
     return True
@@ -23,12 +26,15 @@ def healthy(base_url: str, timeout: float = HTTP_TIMEOUT) -> bool:
 
 class Site:
     """The site of a target (anything with base_url, ws_url and host_origin): a session with the CSRF
-    cookie and headers a page of the site would send. Raises requests' errors when / does not answer."""
+    cookie and headers a page of the site would send, trusting the local CA over HTTPS. Raises
+    requests' errors when / does not answer."""
 
     def __init__(self, target):
         self.target = target
         self.base_url = target.base_url
         self.http = requests.Session()
+        if self.base_url.startswith("https://"):
+            self.http.verify = ca_file()
         response = self.http.get(self.base_url + "/", timeout=HTTP_TIMEOUT)
         response.raise_for_status()
         self.csrf_token = self.http.cookies["csrftoken"]
@@ -68,6 +74,7 @@ class Site:
             additional_headers=headers,
             open_timeout=WS_OPEN_TIMEOUT,
             close_timeout=2,
+            ssl=client_context() if self.target.ws_url.startswith("wss://") else None,
         )
 
     def healthy(self) -> bool:

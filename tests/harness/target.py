@@ -34,7 +34,9 @@ def run(command: list[str], timeout: float = COMMAND_SECONDS, env: dict | None =
 
 
 class Target:
-    """A deployed stack: its Nginx on 127.0.0.1:http_port and its deploy variables.
+    """A deployed stack: its Nginx on 127.0.0.1:https_port (HTTPS, when the variables' nginx_tls is on)
+    and 127.0.0.1:http_port (plain HTTP: the health probes, else a redirect to HTTPS), and its deploy
+    variables.
 
     Class attributes a subclass sets: kind ("compose", "vm"), bind_host (where Gunicorn and Daphne
     listen on the app host), redis_host (Redis as the app host reaches it), reload_methods and
@@ -57,8 +59,9 @@ class Target:
     # compose only: the compose command with its project; () elsewhere.
     compose: tuple[str, ...] = ()
 
-    def __init__(self, http_port: int, variables: dict):
+    def __init__(self, http_port: int, variables: dict, https_port: int | None = None):
         self.http_port = http_port
+        self.https_port = https_port
         # The deploy variables the stack is rendered with (harness.deploy).
         self.variables = variables
 
@@ -106,13 +109,29 @@ class Target:
 
     # --- what it is -------------------------------------------------------------------------------
     @property
+    def tls(self) -> bool:
+        """Whether Nginx serves the site over HTTPS (nginx_tls of the deploy variables)."""
+        return bool(self.variables.get("nginx_tls"))
+
+    @property
     def base_url(self) -> str:
-        """Nginx of the stack on this machine, e.g. http://127.0.0.1:8080 (no trailing slash)."""
+        """The site on this machine as a browser opens it, e.g. https://127.0.0.1:8443, or
+        http://127.0.0.1:8080 without TLS (no trailing slash). Clients trust harness.tls.ca_file()."""
+        if self.tls:
+            return f"https://127.0.0.1:{self.https_port}"
+        return self.http_url
+
+    @property
+    def http_url(self) -> str:
+        """Nginx's plain-HTTP port on this machine, e.g. http://127.0.0.1:8080: the health probes, and
+        with TLS a redirect to base_url for everything else."""
         return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def ws_url(self) -> str:
-        return "ws://" + self.base_url.removeprefix("http://")
+        """base_url with the WebSocket scheme (wss:// with TLS)."""
+        scheme, _, rest = self.base_url.partition("://")
+        return ("wss" if scheme == "https" else "ws") + "://" + rest
 
     @property
     def host_origin(self) -> str:

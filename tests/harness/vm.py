@@ -64,7 +64,8 @@ class PlaybookRun:
 
 
 class VmTarget(Target):
-    """The test host container `container`, Nginx published on 127.0.0.1:http_port, provisioned with
+    """The test host container `container`, Nginx published on 127.0.0.1:http_port and (HTTPS)
+    127.0.0.1:https_port, provisioned with
     the deploy variables file vars_file (--extra-vars; None: the inventory's) from app_source (a
     directory holding app/ and requirements.txt; None: a snapshot of the checkout taken by up(), so
     edits made while the tests run cannot make a "new release" mid-test)."""
@@ -76,8 +77,15 @@ class VmTarget(Target):
     supervisord_keeper = "systemd Restart=always"
     start_hint = "make vm"
 
-    def __init__(self, container: str, http_port: int, vars_file: str | None = None, app_source: Path | None = None):
-        super().__init__(http_port, deploy.vm_vars(vars_file))
+    def __init__(
+        self,
+        container: str,
+        http_port: int,
+        vars_file: str | None = None,
+        app_source: Path | None = None,
+        https_port: int | None = None,
+    ):
+        super().__init__(http_port, deploy.vm_vars(vars_file), https_port)
         self.container = container
         self.vars_file = vars_file
         self.app_source = app_source or deploy.REPO
@@ -96,7 +104,8 @@ class VmTarget(Target):
         if not exists:
             run([
                 "docker", "run", "--detach", "--name", self.container, "--hostname", self.container,
-                *DOCKER_RUN_OPTIONS, "--publish", f"127.0.0.1:{self.http_port}:80", IMAGE,
+                *DOCKER_RUN_OPTIONS, "--publish", f"127.0.0.1:{self.http_port}:80",
+                *(["--publish", f"127.0.0.1:{self.https_port}:443"] if self.https_port else []), IMAGE,
             ])  # fmt: skip
         run(["docker", "start", self.container])
         wait_until(self.booted, BOOT_SECONDS, f"{self.container}: systemd booted", 1)
@@ -162,6 +171,8 @@ class VmTarget(Target):
             str(deploy.REPO / "ansible" / "site.yml"),
             f"--extra-vars=app_source_dir={Path(self.app_source).resolve()}",
             *([f"--extra-vars=@{deploy.repo_path(self.vars_file).resolve()}"] if self.vars_file else []),
+            # The redirect from plain HTTP goes to the port published on this machine.
+            *([f"--extra-vars=nginx_https_public_port={self.https_port}"] if self.https_port else []),
             *args,
         ]  # fmt: skip
         start = time.monotonic()

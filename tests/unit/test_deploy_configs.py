@@ -59,6 +59,16 @@ def nginx_check(tmp_path: Path, *sets: str) -> tuple[subprocess.CompletedProcess
     if shutil.which("nginx") is None:
         pytest.fail("nginx is not installed (apt-get install nginx)")
     conf_dir = tmp_path / "nginx"
+    # nginx -t loads the certificate: one from a local CA of the test's own (deploy/local_ca.py).
+    tls = tmp_path / "tls"
+    issued = subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "local_ca.py"), "issue", "--ca-dir", str(tls), "--out", str(tls)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert issued.returncode == 0, issued.stderr
+    sets = (f"nginx_tls_certificate={tls}/cert.pem", f"nginx_tls_certificate_key={tls}/key.pem", *sets)
     result = subprocess.run(
         [
             *RENDER,

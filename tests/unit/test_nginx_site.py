@@ -165,6 +165,9 @@ def start_site(tmp_path: Path, echo_port: int, *sets: str):
         f"daphne_base_port={echo_port}",
         "daphne_processes=1",
         f"app_static_root={tmp_path}",
+        # The site's own server as plain HTTP; with TLS it is the same block behind TLS
+        # (tests/unit/test_nginx_tls.py).
+        "nginx_tls=false",
         *sets,
     ]
     result = subprocess.run(

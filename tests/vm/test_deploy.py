@@ -9,6 +9,7 @@ import pytest
 import requests
 from harness.deploy import vm_vars
 from harness.session import ARTIFACTS
+from harness.tls import verify, ws_ssl
 from harness.waiting import wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -33,10 +34,10 @@ def test_second_playbook_run_changes_nothing(vm):
     assert run.recap["changed"] == 0, f"changed tasks: {run.changed_tasks}"
 
 
-def open_board_socket(base_url: str, after: int = 0):
+def open_board_socket(target, after: int = 0):
     """A board WebSocket through Nginx, read up to its ready frame; returns (socket, backlog texts, last id)."""
-    url = base_url.replace("http://", "ws://") + f"/ws/board/?after={after}"
-    socket = connect(url, origin=base_url, open_timeout=10, close_timeout=2)
+    url = target.ws_url + f"/ws/board/?after={after}"
+    socket = connect(url, origin=target.base_url, open_timeout=10, close_timeout=2, ssl=ws_ssl(url))
     backlog = []
     while (frame := json.loads(socket.recv(timeout=10)))["type"] != "ready":
         backlog.append(frame["text"])
@@ -46,6 +47,7 @@ def open_board_socket(base_url: str, after: int = 0):
 def post_message(base_url: str, text: str) -> None:
     """Posts a message through Nginx as the board page does (CSRF cookie, header and origin)."""
     session = requests.Session()
+    session.verify = verify(base_url)
     session.get(base_url + "/", timeout=10).raise_for_status()
     headers = {"X-CSRFToken": session.cookies["csrftoken"], "Origin": base_url, "Referer": base_url + "/"}
     response = session.post(base_url + "/api/messages", json={"text": text}, headers=headers, timeout=10)
@@ -68,7 +70,7 @@ def test_new_app_version_is_deployed_and_every_program_restarts_on_it(host, vm, 
     before_pids = vm.program_pids()
     assert before_pids, "not every program RUNNING before the deploy"
     before_release = host.file(CURRENT).linked_to
-    socket, _, last_id = open_board_socket(vm.base_url)
+    socket, _, last_id = open_board_socket(vm)
 
     run = vm.run_playbook("--extra-vars", f"app_source_dir={new_version}")
     record_timing("the playbook run with a new release", run.seconds)
@@ -87,7 +89,7 @@ def test_new_app_version_is_deployed_and_every_program_restarts_on_it(host, vm, 
         socket.recv(timeout=10)
     missed = f"posted while reconnecting {uuid.uuid4().hex[:8]}"
     post_message(vm.base_url, missed)
-    reconnected, backlog, _ = open_board_socket(vm.base_url, after=last_id)
+    reconnected, backlog, _ = open_board_socket(vm, after=last_id)
     reconnected.close()
     assert backlog == [missed]
     assert vm.healthy()

@@ -5,6 +5,7 @@ import pytest
 import requests
 import yaml
 from harness.deploy import programs, vm_vars
+from harness.tls import verify
 
 DEPLOY = vm_vars()
 PROGRAMS = programs(DEPLOY)
@@ -169,9 +170,13 @@ def test_unit_starts_after_redis_and_the_network(host):
 
 
 def test_site_is_served_through_nginx_on_the_published_port(vm):
-    """Tests that the board page and both health probes answer through Nginx on 127.0.0.1:VM_HTTP_PORT."""
-    page = requests.get(vm.base_url + "/", timeout=10)
-    probes = [requests.get(vm.base_url + path, timeout=10).json() for path in ("/healthz", "/ws/healthz")]
+    """Tests that the board page and both health probes answer through Nginx on 127.0.0.1:VM_HTTPS_PORT
+    (HTTPS, trusting the local CA)."""
+    page = requests.get(vm.base_url + "/", timeout=10, verify=verify(vm.base_url))
+    probes = [
+        requests.get(vm.base_url + path, timeout=10, verify=verify(vm.base_url)).json()
+        for path in ("/healthz", "/ws/healthz")
+    ]
     assert page.status_code == 200 and "csrftoken" in page.cookies
     assert [(p["status"], p["interface"]) for p in probes] == [("ok", "wsgi"), ("ok", "asgi")]
 
@@ -180,5 +185,5 @@ def test_static_files_are_served_by_nginx(host, vm):
     """Tests that a collected static file is served by Nginx itself, with a cache lifetime."""
     manifest = host.file(f"{DEPLOY['app_static_root']}/staticfiles.json").content_string
     css = yaml.safe_load(manifest)["paths"]["board/board.css"]
-    response = requests.get(f"{vm.base_url}/static/{css}", timeout=10)
+    response = requests.get(f"{vm.base_url}/static/{css}", timeout=10, verify=verify(vm.base_url))
     assert response.status_code == 200 and "max-age=3600" in response.headers.get("Cache-Control", "")

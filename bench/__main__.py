@@ -98,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fresh", action="store_true", help="bring the --project stack up in the bench profile first, remove it after"
     )
     parser.add_argument("--http-port", type=int, default=8197, help="--fresh: the stack's published port")
+    # Published though unused (the bench profile turns TLS off): compose publishes both ports.
+    parser.add_argument("--https-port", type=int, default=8196, help="--fresh: the stack's published HTTPS port")
     parser.add_argument("--image-tag", default="bench", help="--fresh: the stack's image tag (default bench)")
     parser.add_argument("--profile", type=Path, default=Path("bench/profile.yml"), help="--fresh: deploy variables")
     parser.add_argument("--logs", type=Path, default=Path("artifacts"), help="--fresh: where its logs go")
@@ -247,7 +249,9 @@ def fresh_stack(args: argparse.Namespace):
     check = subprocess.run([sys.executable, "docker/vars.py", str(args.profile), staged], check=False)
     if check.returncode != 0:
         raise TargetError(f"{args.profile}: refused by docker/vars.py")
-    stack = ComposeTarget(args.project, args.http_port, staged, args.image_tag, shlex.split(args.compose))
+    stack = ComposeTarget(
+        args.project, args.http_port, staged, args.image_tag, shlex.split(args.compose), https_port=args.https_port
+    )
     stack.logs_name = "bench-compose-logs.txt"
     try:
         log(f"bringing up compose project {args.project} (bench profile, images :{args.image_tag})")

@@ -4,6 +4,7 @@
 
 BENCH_COMPOSE_PROJECT ?= channels-stack-bench
 BENCH_HTTP_PORT ?= 8197
+BENCH_HTTPS_PORT ?= 8196
 BENCH_IMAGE_TAG ?= bench
 # Where results.json, results.md, latency.png and storm.png go; the README's bench section is rewritten from a
 # full run written here (not from a --quick one, nor from another folder).
@@ -14,13 +15,14 @@ BENCH_ARGS ?=
 BENCH_PYTHON ?= .venv/bin/python
 TEST_BENCH_COMPOSE_PROJECT ?= channels-stack-bench-test
 TEST_BENCH_HTTP_PORT ?= 8198
+TEST_BENCH_HTTPS_PORT ?= 8199
 TEST_BENCH_OUT ?= artifacts/bench
 
 .PHONY: bench test-bench bench-clean
 
 bench: compose-prepare $(VENV_STAMP) ## Fan-out (stack in the bench profile vs a bare asyncio server) and a reconnect storm; BENCH_ARGS='--sizes 100,1000 --quick'
 	PYTHONPATH=tests $(BENCH_PYTHON) -m bench --fresh --compose "$(COMPOSE)" --project $(BENCH_COMPOSE_PROJECT) \
-	  --http-port $(BENCH_HTTP_PORT) --image-tag $(BENCH_IMAGE_TAG) --out $(BENCH_OUT) $(BENCH_ARGS)
+	  --http-port $(BENCH_HTTP_PORT) --https-port $(BENCH_HTTPS_PORT) --image-tag $(BENCH_IMAGE_TAG) --out $(BENCH_OUT) $(BENCH_ARGS)
 ifeq ($(BENCH_OUT)$(findstring --quick,$(BENCH_ARGS)),bench/results)
 	$(BENCH_PYTHON) -m bench.report $(BENCH_OUT) --readme README.md
 endif
@@ -28,7 +30,7 @@ endif
 test-bench: compose-prepare $(VENV_STAMP) ## Bench tier: `make bench` --quick on its own stack; checks its output is well-formed (no speed asserted)
 	@rm -rf $(TEST_BENCH_OUT)
 	@$(MAKE) --no-print-directory bench BENCH_COMPOSE_PROJECT=$(TEST_BENCH_COMPOSE_PROJECT) \
-	  BENCH_HTTP_PORT=$(TEST_BENCH_HTTP_PORT) BENCH_OUT=$(TEST_BENCH_OUT) BENCH_ARGS="--quick $(BENCH_ARGS)"
+	  BENCH_HTTP_PORT=$(TEST_BENCH_HTTP_PORT) BENCH_HTTPS_PORT=$(TEST_BENCH_HTTPS_PORT) BENCH_OUT=$(TEST_BENCH_OUT) BENCH_ARGS="--quick $(BENCH_ARGS)"
 	BENCH_RESULTS=$(TEST_BENCH_OUT) $(VENV)/bin/python -m pytest -p no:django -p no:cacheprovider tests/bench
 
 bench-clean:

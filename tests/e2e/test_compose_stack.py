@@ -37,10 +37,11 @@ def inspect(container_id: str, template: str):
 
 @pytest.mark.parametrize(
     ("service", "expected"),
-    [("nginx", {"80/tcp": ["127.0.0.1"]}), ("app", {}), ("redis", {})],
+    [("nginx", {"80/tcp": ["127.0.0.1"], "443/tcp": ["127.0.0.1"]}), ("app", {}), ("redis", {})],
 )
 def test_only_nginx_is_published_and_only_on_loopback(compose, service, expected):
-    """Tests that the host reaches Nginx on 127.0.0.1 only, and that the app and Redis publish no port."""
+    """Tests that the host reaches Nginx (HTTP and HTTPS) on 127.0.0.1 only, and that the app and Redis
+    publish no port."""
     ports = inspect(container(compose, service), ".NetworkSettings.Ports")
     published = {port: sorted({b["HostIp"] for b in bindings}) for port, bindings in ports.items() if bindings}
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .deploy import REPO
 from .kinds import KINDS, make_target
+from .tls import CA_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for step, seconds in target.timings().items():
         print(f"{args.kind}: {step} took {seconds:.0f} s")
-    print(f"{args.kind}: up at {target.base_url}/")
+    trust = f" (trust {CA_FILE.relative_to(REPO)}; plain HTTP at {target.http_url}/)" if target.tls else ""
+    print(f"{args.kind}: up at {target.base_url}/{trust}")
     return 0
 
 

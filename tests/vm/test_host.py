@@ -116,6 +116,9 @@ def test_redis_runs_with_the_required_setting(host, setting, expected):
         ("/etc/redis/channels-stack-auth.conf", "root", "redis", 0o640),
         (f"{DEPLOY['app_config_dir']}/supervisord.conf", "root", DEPLOY["app_group"], 0o640),
         (DEPLOY["app_data_dir"], APP_USER, DEPLOY["app_group"], 0o750),
+        # The site's TLS key (local_ca role): the Nginx master runs as www-data.
+        (DEPLOY["nginx_tls_certificate_key"], "root", "www-data", 0o640),
+        (DEPLOY["nginx_tls_certificate"], "root", "root", 0o644),
     ],
 )
 def test_sensitive_file_has_owner_and_mode(host, path, owner, group, mode):

@@ -35,6 +35,9 @@ class Site:
         self.http = requests.Session()
         if self.base_url.startswith("https://"):
             self.http.verify = ca_file()
+            # Else REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in the environment would win over the session's
+            # verify (requests' merge_environment_settings); the site is on this machine, no proxy.
+            self.http.trust_env = False
         response = self.http.get(self.base_url + "/", timeout=HTTP_TIMEOUT)
         response.raise_for_status()
         self.csrf_token = self.http.cookies["csrftoken"]

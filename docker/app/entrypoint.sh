@@ -22,14 +22,22 @@ fi
 
 # HTTPS (secure cookies, Django's redirect, HSTS) whenever the image's Nginx serves TLS (nginx_tls),
 # with the HSTS max-age Nginx sends (nginx_hsts_max_age); values given in the environment win.
-if [ -z "${DJANGO_HTTPS:-}" ] || [ -z "${DJANGO_HSTS_SECONDS:-}" ]; then
-  read -r tls hsts < <(python - <<'PY'
-import yaml
-variables = yaml.safe_load(open("/etc/channels-stack/deploy-vars.yml"))
-print(int(bool(variables["nginx_tls"])), variables["nginx_hsts_max_age"])
-PY
-  )
-  export DJANGO_HTTPS="${DJANGO_HTTPS:-$tls}" DJANGO_HSTS_SECONDS="${DJANGO_HSTS_SECONDS:-$hsts}"
+# Read with awk, not a second Python start (seconds on a loaded machine, within the healthcheck's
+# start period): render.py --write-vars puts each top-level scalar on a line of its own.
+deploy_var() {
+  awk -v key="$1:" '$1 == key { print $2; found = 1 } END { exit !found }' /etc/channels-stack/deploy-vars.yml
+}
+if [ -z "${DJANGO_HTTPS:-}" ]; then
+  case "$(deploy_var nginx_tls)" in
+    true) DJANGO_HTTPS=1 ;;
+    false) DJANGO_HTTPS=0 ;;
+    *) echo "deploy-vars.yml: nginx_tls is not true or false" >&2; exit 64 ;;
+  esac
+  export DJANGO_HTTPS
+fi
+if [ -z "${DJANGO_HSTS_SECONDS:-}" ]; then
+  DJANGO_HSTS_SECONDS=$(deploy_var nginx_hsts_max_age)
+  export DJANGO_HSTS_SECONDS
 fi
 
 # The database: SQLite in the data volume, or PostgreSQL (the postgres profile's db service), whose

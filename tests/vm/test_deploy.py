@@ -48,6 +48,8 @@ def post_message(base_url: str, text: str) -> None:
     """Posts a message through Nginx as the board page does (CSRF cookie, header and origin)."""
     session = requests.Session()
     session.verify = verify(base_url)
+    # Else REQUESTS_CA_BUNDLE in the environment wins over the session's verify (as in harness.site).
+    session.trust_env = False
     session.get(base_url + "/", timeout=10).raise_for_status()
     headers = {"X-CSRFToken": session.cookies["csrftoken"], "Origin": base_url, "Referer": base_url + "/"}
     response = session.post(base_url + "/api/messages", json={"text": text}, headers=headers, timeout=10)

@@ -32,8 +32,9 @@ FAULTS_VM_CONTAINER ?= channels-stack-faults-vm
 FAULTS_VM_HTTP_PORT ?= 8093
 FAULTS_ARTIFACTS ?= artifacts/faults
 FAULTS_PYTEST_ARGS ?=
+SCAN_PYTEST_ARGS ?=
 
-.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-stacks
+.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-scan test-stacks
 
 docker-prepare:
 	@bash docker/engine.sh
@@ -58,7 +59,13 @@ test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, r
 	  ARTIFACTS_DIR=$(FAULTS_ARTIFACTS) \
 	  $(TIER_PYTEST) tests/faults $(addprefix --target ,$(FAULTS_TARGETS)) --fresh $(FAULTS_PYTEST_ARGS)
 
-# `make test`: the compose, VM and faults tiers in one session on one compose stack and one test host
+# scanner tier (tests/scan): gixy, hadolint, the containers' limits, lynis on the test host, on a fresh
+# compose stack and test host of its own (the compose tier's and VM tier's names and ports).
+test-scan: compose-prepare $(VENV_STAMP) ## Scanner tier: gixy, hadolint, container limits, lynis on fresh stacks; removed after
+	$(COMPOSE_TIER_ENV) VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
+	  $(TIER_PYTEST) tests/scan --target compose --target vm --fresh $(SCAN_PYTEST_ARGS)
+
+# `make test`: the compose, VM, scanner and faults tiers in one session on one compose stack and one test host
 # (the tiers' own names and ports), brought up concurrently; the faults run on the stacks the compose
 # and VM tests used instead of two more. Same tests, same assertions as the three tiers alone, except
 # that the faults run with the end-to-end variables (three Daphne processes) and after the other tests.
@@ -66,4 +73,4 @@ test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, r
 test-stacks: compose-prepare $(VENV_STAMP)
 	$(COMPOSE_TIER_ENV) VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
 	  FAULTS_TABLE=$(FAULTS_ARTIFACTS)/faults-table.md \
-	  $(TIER_PYTEST) tests/e2e tests/vm tests/faults --target compose --target vm --fresh --durations=30
+	  $(TIER_PYTEST) tests/e2e tests/vm tests/scan tests/faults --target compose --target vm --fresh --durations=30

@@ -59,11 +59,12 @@ test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, r
 	  ARTIFACTS_DIR=$(FAULTS_ARTIFACTS) \
 	  $(TIER_PYTEST) tests/faults $(addprefix --target ,$(FAULTS_TARGETS)) --fresh $(FAULTS_PYTEST_ARGS)
 
-# scanner tier (tests/scan): gixy, hadolint, the containers' limits, lynis on the test host, on a fresh
+# scanner tier (tests/scan): gixy, hadolint, the containers' limits, lynis on the test host, and the
+# units' `systemd-analyze security` (tests/vm/test_sandbox.py, which the VM tier runs too), on a fresh
 # compose stack and test host of its own (the compose tier's and VM tier's names and ports).
-test-scan: compose-prepare $(VENV_STAMP) ## Scanner tier: gixy, hadolint, container limits, lynis on fresh stacks; removed after
+test-scan: compose-prepare $(VENV_STAMP) ## Scanner tier: gixy, hadolint, container limits, lynis, systemd exposure on fresh stacks; removed after
 	$(COMPOSE_TIER_ENV) VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
-	  $(TIER_PYTEST) tests/scan --target compose --target vm --fresh $(SCAN_PYTEST_ARGS)
+	  $(TIER_PYTEST) tests/scan tests/vm/test_sandbox.py --target compose --target vm --fresh $(SCAN_PYTEST_ARGS)
 
 # `make test`: the compose, VM, scanner and faults tiers in one session on one compose stack and one test host
 # (the tiers' own names and ports), brought up concurrently; the faults run on the stacks the compose

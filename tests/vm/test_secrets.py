@@ -8,16 +8,20 @@ rotates it back to the host's generated one (secrets.yml), the same way."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from faults.traffic import Poster, Traffic
 from harness.deploy import vm_vars
+from harness.waiting import TimedOut, wait_until
 
 DEPLOY = vm_vars()
 SECRETS_FILE = f"{DEPLOY['app_config_dir']}/secrets.yml"
@@ -128,40 +132,73 @@ def test_an_encrypted_vars_file_deploys_with_the_vault_password_file(vm, host, v
     vm.wait_whole()
 
 
+# Traffic goes on through both playbook runs (each 1 to 5 minutes on a loaded 2-core machine).
+ROTATION_SECONDS = 1200
+# A client's one retry waits until the site is healthy again (Gunicorn's /healthz through Nginx), at most
+# this long: the roll restarts the whole service (supervisord reads the env file only at start), so
+# Nginx answers 502 until Gunicorn is back, for a few seconds on a quiet machine.
+RETRY_WAIT_SECONDS = 60.0
+
+
 class RetryingPoster(Poster):
-    """A poster that tries a refused post once more, as a client with one retry would; a post refused
-    twice counts as failed."""
+    """A poster whose refused post is sent once more as soon as the site answers /healthz again (at
+    most RETRY_WAIT_SECONDS later), as a client with one retry and backoff would; a post refused twice
+    counts as failed (refused). first_refusals: (time, answer) of each first refusal; waits: seconds
+    from a first refusal to its retry."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.first_refusals: list[tuple[float, str]] = []
+        self.waits: list[float] = []
+
+    def site_back(self) -> bool:
+        try:
+            return self.site.get("/healthz").status_code == 200
+        except requests.RequestException:
+            return False
 
     def post(self, number: int) -> None:
         refused = len(self.refused)
         super().post(number)
         if len(self.refused) > refused:
-            self.refused.pop()
+            self.first_refusals.append(self.refused.pop())
+            with contextlib.suppress(TimedOut):
+                wait_until(self.site_back, RETRY_WAIT_SECONDS, "the site answers /healthz", 0.5)
+            self.waits.append(time.monotonic() - self.first_refusals[-1][0])
             super().post(number)
 
 
 def test_redis_password_rotation_through_the_playbook_loses_no_message(vm, host, vault):
     """Tests the rotation of README "Rotating the Redis password" on the running host, with board
-    clients connected and a message posted every 0.25 s: run 1 gives the ACL user the new password
-    next to the old one and rolls the app to it, run 2 removes the old one; every post succeeds (one
-    retry), every client shows every message once, the old password is refused at the end."""
+    clients connected and a message posted every 0.5 s through both runs: run 1 gives the ACL user the
+    new password next to the old one and rolls the app to it, run 2 removes the old one; every post
+    succeeds (one retry), every client shows every message once, the old password is refused at the end."""
     old = current_redis_password(host)
     new = secrets.token_hex(32)
     both = vault.encrypted_vars("rotate", vault_values(host, new, redis_previous_password=old))
     only_new = vault.encrypted_vars("rotated", vault_values(host, new))
     password_file = ["--vault-password-file", str(vault.password_file)]
 
-    traffic = Traffic(vm, clients=4, spread=True)
-    traffic.poster = RetryingPoster(vm, traffic.tag, traffic.poster.interval)
+    traffic = Traffic(vm, clients=4, spread=True, max_seconds=ROTATION_SECONDS)
+    traffic.poster = RetryingPoster(vm, traffic.tag, 0.5, max_count=ROTATION_SECONDS * 2, max_seconds=ROTATION_SECONDS)
     with traffic:
         roll = vm.run_playbook(f"--extra-vars=@{both}", *password_file)
         assert roll.returncode == 0, roll.output[-3000:]
         during = redis_answers(host, old), redis_answers(host, new), current_redis_password(host)
+        posts_before_finish = traffic.poster.attempts
         finish = vm.run_playbook(f"--extra-vars=@{only_new}", *password_file)
         assert finish.returncode == 0, finish.output[-3000:]
         traffic.run_for(3)
+        posts_during_finish = traffic.poster.attempts - posts_before_finish
         delivery = traffic.finish()
 
+    print(
+        f"rotation: {delivery.posted} posts answered 201, {len(traffic.poster.first_refusals)} refused at first"
+        f" and stored on the retry (after {max(traffic.poster.waits, default=0):.1f} s at most),"
+        f" {delivery.refused} refused twice, {delivery.lost} lost;"
+        f" playbook runs {roll.seconds:.0f} s and {finish.seconds:.0f} s"
+    )
+    assert posts_before_finish > 0 and posts_during_finish > 0, "the posts must span both runs"
     assert during == ("PONG", "PONG", new), "during the roll both passwords work and the app uses the new one"
     assert redis_answers(host, new) == "PONG"
     assert "WRONGPASS" in redis_answers(host, old)

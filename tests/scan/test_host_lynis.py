@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 
-# Issue 12 aims at 75. The floor is the index the provisioned test host reaches; below it, a change
-# made the host weaker than this branch left it. README "Hardening, as scanners see it" lists the figures.
-HARDENING_INDEX_FLOOR = 0
+# Issue 12 aims at 75. The floor is what the provisioned test host reaches (61 with the hardening role,
+# 54 before it; one point below for the odd test lynis scores differently from run to run): below it, a
+# change made the host weaker. README "Hardening, as scanners see it" says why not 75 on a container.
+HARDENING_INDEX_FLOOR = 60
 LYNIS_SECONDS = 480
 REPORT = "/var/log/lynis-report.dat"
 

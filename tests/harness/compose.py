@@ -13,8 +13,9 @@ from . import deploy
 from .target import COMMAND_SECONDS, Target, run
 from .waiting import wait_until
 
-# The services of docker-compose.yml.
+# The services of docker-compose.yml that always run, and those a profile turns on.
 SERVICES = ("nginx", "app", "redis")
+PROFILE_SERVICES = {"postgres": ("db",)}
 # docker/up.sh builds the images and waits for health (UP_TIMEOUT, 240 s) itself.
 UP_SECONDS = 1200
 
@@ -205,7 +206,12 @@ class ComposeTarget(Target):
 
     def services_down(self) -> list[str]:
         running = self.compose_run("ps", "--services", "--filter", "status=running").split()
-        return [service for service in SERVICES if service not in running]
+        return [service for service in self.services() if service not in running]
+
+    def services(self) -> tuple[str, ...]:
+        """The services this stack runs: SERVICES and those of the profiles on (COMPOSE_PROFILES)."""
+        profiles = self.env.get("COMPOSE_PROFILES", "").split(",")
+        return SERVICES + tuple(s for profile in profiles for s in PROFILE_SERVICES.get(profile.strip(), ()))
 
     def restore(self) -> None:
         if self.services_down():

@@ -17,14 +17,29 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.timeout(SCAN_TEST_TIMEOUT))
 
 
+def needs_target(config, kind: str) -> None:
+    """Skips the test unless the session was given --target `kind`: `make test` runs one session per
+    target (tests/tiers.mk), and each scans its own stack rather than bring up the other's."""
+    if kind not in config.getoption("--target"):
+        pytest.skip(f"needs --target {kind} (another session scans it)")
+
+
 @pytest.fixture(scope="session")
-def compose(stacks):
-    """The compose stack (harness ComposeTarget), up: brought up by this session when --target
-    compose was not given."""
+def compose(request, stacks):
+    """The compose stack (harness ComposeTarget), up; skipped in a session without --target compose."""
+    needs_target(request.config, "compose")
     return stacks.get("compose")
 
 
+@pytest.fixture
+def with_compose_session(request):
+    """Skips offline scans (files of the repository, no stack) in sessions without --target compose, so
+    `make test`'s two sessions run them once."""
+    needs_target(request.config, "compose")
+
+
 @pytest.fixture(scope="session")
-def vm(stacks):
-    """The test host (harness VmTarget), up: brought up by this session when --target vm was not given."""
+def vm(request, stacks):
+    """The test host (harness VmTarget), up; skipped in a session without --target vm."""
+    needs_target(request.config, "vm")
     return stacks.get("vm")

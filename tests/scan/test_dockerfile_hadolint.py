@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Files of the repository, no stack: once per `make test` (tests/scan/conftest.py).
+pytestmark = pytest.mark.usefixtures("with_compose_session")
+
 REPO = Path(__file__).resolve().parents[2]
 HADOLINT = REPO / ".venv" / "bin" / "hadolint"
 CONFIG = REPO / "docker" / "hadolint.yaml"

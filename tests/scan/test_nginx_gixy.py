@@ -9,6 +9,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 GIXY = REPO / ".venv" / "bin" / "gixy"
 CONFIG = Path(__file__).with_name("gixy.cfg")
@@ -68,6 +70,7 @@ def test_gixy_finds_nothing_in_the_served_nginx_config(target, tmp_path):
     )
 
 
+@pytest.mark.usefixtures("with_compose_session")
 def test_gixy_reports_a_known_bad_directive(tmp_path):
     """Tests that the gixy run above would fail: a site with an `add_header` redefinition and an
     unanchored `valid_referers none` is reported, so an empty report means a clean config."""

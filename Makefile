@@ -59,17 +59,14 @@ lint-ansible: $(VENV_STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" ANSIBLE_CONFIG=ansible/ansible.cfg \
 	  ansible-lint --profile production ansible tests/faults/reload-nginx.yml
 
-# gixy on the rendered Nginx config, every check on but one: the Host passed upstream is $http_host
-# only when it is exactly a served name with an optional port (the site's map), so host_spoofing needs
-# no skip. Skipped: worker_rlimit_nofile_vs_connections wants twice worker_connections, but
-# worker_connections already counts upstream connections (one descriptor each), and twice 16384 is
-# more than a container may have on hosts whose Docker caps it at 20000 (nginx.conf.j2 says more).
+# gixy on the rendered Nginx config with tests/scan/gixy.cfg (every check on but one, which it argues);
+# the scanner tier runs it again on the config each running target serves.
 lint-nginx: $(VENV_STAMP)
 	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
 	$(VENV)/bin/python deploy/render.py --root / --only nginx/ --set nginx_conf_dir=$$dir \
 		--set nginx_error_log=$$dir/error.log --set nginx_access_log=$$dir/access.log && \
 	cp /etc/nginx/mime.types $$dir/ && mkdir $$dir/modules-enabled && \
-	$(VENV)/bin/gixy --skips worker_rlimit_nofile_vs_connections $$dir/nginx.conf
+	$(VENV)/bin/gixy -c tests/scan/gixy.cfg $$dir/nginx.conf
 
 # Then the database tests (marked `postgresql`) again with the app's own database on PostgreSQL.
 test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite and PostgreSQL, deploy templates vs nginx/supervisor/systemd

@@ -44,8 +44,11 @@ compose-prepare:
 	@bash docker/ca-certs.sh
 	@bash docker/env.sh .env
 
+# `make up APP_REPLICAS=3`: three app containers (gunicorn, the Daphne processes and the workers in
+# each) behind the one Nginx, which finds them by itself (docker/nginx/entrypoint.sh).
+up: export APP_REPLICAS ?= 1
 up: export EXTRA_VARS = $(if $(strip $(VARS)),$(STAGED_VARS))
-up: compose-vars compose-prepare ## Build and start the compose stack (VARS=file: template variables); prints the URL
+up: compose-vars compose-prepare ## Build and start the compose stack (VARS=file, APP_REPLICAS=N app containers); prints the URL
 	@bash docker/up.sh $(DC)
 
 down: ## Stop and remove the compose stack's containers; the data volumes are kept

@@ -3,7 +3,8 @@
 # URL. On failure it names each service that is not healthy with its last log lines, and exits 1.
 # Usage: docker/up.sh COMPOSE-COMMAND...   e.g. docker/up.sh docker-compose -p channels-stack
 # Run from the repository root. TLS_DIR (default .tls/channels-stack) holds the site's certificate.
-# UP_TIMEOUT (seconds, default 240) bounds the wait after `up`.
+# UP_TIMEOUT (seconds, default 240) bounds the wait after `up`. APP_REPLICAS (default 1): how many
+# app containers (`--scale app=N`; Nginx finds them by itself, docker/nginx/entrypoint.sh).
 set -o errexit -o pipefail -o nounset
 
 if [ "$#" -eq 0 ]; then
@@ -14,15 +15,28 @@ compose=("$@")
 timeout_s="${UP_TIMEOUT:-240}"
 log_lines="${UP_LOG_LINES:-40}"
 
-# Health of one service's container: healthy, starting, unhealthy, exited, ..., or "missing".
+replicas="${APP_REPLICAS:-1}"
+if ! [[ $replicas =~ ^[1-9][0-9]*$ ]]; then
+  echo "APP_REPLICAS must be a whole number of app containers, 1 or more; got '$replicas'" >&2
+  exit 2
+fi
+
+# Health of a service's containers: "healthy" when every one is, else the first other state
+# (starting, unhealthy, exited, ...), or "missing" when it has none.
 service_state() {
-  local id
-  id=$("${compose[@]}" ps -q "$1" 2>/dev/null | head -n 1)
-  if [ -z "$id" ]; then
+  local ids state
+  mapfile -t ids < <("${compose[@]}" ps -q "$1" 2>/dev/null)
+  if [ "${#ids[@]}" = 0 ] || [ -z "${ids[0]}" ]; then
     echo missing
     return
   fi
-  docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id"
+  for state in $(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "${ids[@]}"); do
+    if [ "$state" != healthy ]; then
+      echo "$state"
+      return
+    fi
+  done
+  echo healthy
 }
 
 report_failure() {
@@ -78,7 +92,7 @@ python3 deploy/local_ca.py issue --ca-dir .tls --out "${TLS_DIR:-.tls/channels-s
 # `up` itself waits for the dependencies' health (depends_on: service_healthy) and fails when one
 # turns unhealthy; the loop below then reports which one.
 up_ok=1
-"${compose[@]}" up --detach --remove-orphans || up_ok=0
+"${compose[@]}" up --detach --remove-orphans --scale "app=$replicas" || up_ok=0
 
 deadline=$((SECONDS + timeout_s))
 while :; do
@@ -104,4 +118,4 @@ done
 
 https_address=$("${compose[@]}" port nginx 443)
 http_address=$("${compose[@]}" port nginx 80)
-echo "compose: the stack is up and healthy: https://${https_address}/ (trust .tls/ca.pem; http://${http_address}/ redirects)"
+echo "compose: the stack is up and healthy ($replicas app container(s)): https://${https_address}/ (trust .tls/ca.pem; http://${http_address}/ redirects)"

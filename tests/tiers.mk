@@ -37,11 +37,12 @@ FAULTS_VM_HTTP_PORT ?= 8093
 FAULTS_VM_HTTPS_PORT ?= 8096
 FAULTS_ARTIFACTS ?= artifacts/faults
 FAULTS_PYTEST_ARGS ?=
+SCAN_PYTEST_ARGS ?=
 
-.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-stacks
+.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-scan test-stacks
 
 # The tiers that run tests/scan need sslyze's virtualenv (the Makefile's SCAN_STAMP).
-test-compose test-vm test-stacks: $(SCAN_STAMP)
+test-compose test-vm test-scan test-stacks: $(SCAN_STAMP)
 
 docker-prepare:
 	@bash docker/engine.sh
@@ -61,18 +62,39 @@ test-vm: docker-prepare $(VENV_STAMP) ## VM tier: fresh test host, playbook twic
 	  $(TIER_PYTEST) tests/vm tests/e2e tests/scan --target vm --fresh $(VM_PYTEST_ARGS)
 
 test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, reboot both stacks under load; prints the table
+	rm -f $(FAULTS_ARTIFACTS)/faults-table.*.json
 	COMPOSE="$(COMPOSE)" E2E_COMPOSE_PROJECT=$(FAULTS_COMPOSE_PROJECT) E2E_HTTP_PORT=$(FAULTS_HTTP_PORT) \
 	  E2E_HTTPS_PORT=$(FAULTS_HTTPS_PORT) EXTRA_VARS= \
 	  VM_CONTAINER=$(FAULTS_VM_CONTAINER) VM_HTTP_PORT=$(FAULTS_VM_HTTP_PORT) VM_HTTPS_PORT=$(FAULTS_VM_HTTPS_PORT) VM_VARS= \
 	  ARTIFACTS_DIR=$(FAULTS_ARTIFACTS) \
 	  $(TIER_PYTEST) tests/faults $(addprefix --target ,$(FAULTS_TARGETS)) --fresh $(FAULTS_PYTEST_ARGS)
 
-# `make test`: the compose, VM and faults tiers in one session on one compose stack and one test host
-# (the tiers' own names and ports), brought up concurrently; the faults run on the stacks the compose
-# and VM tests used instead of two more. Same tests, same assertions as the three tiers alone, except
-# that the faults run with the end-to-end variables (three Daphne processes) and after the other tests.
-# --durations: the 30 slowest steps in CI's log, where the time of `make test` goes (issue 10, item 5).
-test-stacks: compose-prepare $(VENV_STAMP)
+# scanner tier (tests/scan): gixy, hadolint, the containers' limits, lynis on the test host, and the
+# units' `systemd-analyze security` (tests/vm/test_sandbox.py, which the VM tier runs too), on a fresh
+# compose stack and test host of its own (the compose tier's and VM tier's names and ports).
+test-scan: compose-prepare $(VENV_STAMP) ## Scanner tier: gixy, hadolint, container limits, lynis, systemd exposure on fresh stacks; removed after
 	$(COMPOSE_TIER_ENV) VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
+	  $(TIER_PYTEST) tests/scan tests/vm/test_sandbox.py --target compose --target vm --fresh $(SCAN_PYTEST_ARGS)
+
+# `make test`: the compose, VM, scanner and faults tiers on one compose stack and one test host (the
+# tiers' own names and ports), as two pytest sessions at the same time, one per target: most of their
+# time is waiting (for bring-up, restarts, reconnects), not CPU (issue 10, item 5). Same tests, same
+# assertions as the tiers alone, except that the faults run with the end-to-end variables (three Daphne
+# processes) and after the other tests; each session scans its own target (tests/scan skips what needs
+# the other). Each session's output is printed whole when it ends (--output-sync); the faults table has
+# the rows of both. --durations: where the time goes.
+STACKS_SESSIONS = stacks-session-compose stacks-session-vm
+.PHONY: $(STACKS_SESSIONS)
+
+test-stacks: compose-prepare $(VENV_STAMP)
+	rm -f $(FAULTS_ARTIFACTS)/faults-table.*.json
+	$(MAKE) --no-print-directory -k -j2 --output-sync=target $(STACKS_SESSIONS)
+
+stacks-session-compose:
+	$(COMPOSE_TIER_ENV) FAULTS_TABLE=$(FAULTS_ARTIFACTS)/faults-table.md \
+	  $(TIER_PYTEST) tests/e2e tests/scan tests/faults --target compose --fresh --durations=20
+
+stacks-session-vm:
+	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
 	  FAULTS_TABLE=$(FAULTS_ARTIFACTS)/faults-table.md \
-	  $(TIER_PYTEST) tests/e2e tests/vm tests/scan tests/faults --target compose --target vm --fresh --durations=30
+	  $(TIER_PYTEST) tests/e2e tests/vm tests/scan tests/faults --target vm --fresh --durations=20

@@ -3,7 +3,9 @@ what": one row per fault and target, with the recovery time and what the users s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -80,3 +82,21 @@ def text_table(records: list[FaultRecord]) -> str:
     lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)) for row in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(line.rstrip() for line in lines) + "\n" + details(records, "  ")
+
+
+def save_records(records: list[FaultRecord], path: Path) -> None:
+    """Writes one session's records to `path` (JSON list of FaultRecord fields)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(record) for record in records], indent=1))
+
+
+def load_records(paths: list[Path]) -> list[FaultRecord]:
+    """The records of every file `save_records` wrote, in the order given; ValueError names a file
+    that is not such a list."""
+    records = []
+    for path in paths:
+        try:
+            records += [FaultRecord(**fields) for fields in json.loads(path.read_text())]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: not a list of fault records ({error})") from error
+    return records

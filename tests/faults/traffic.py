@@ -79,7 +79,7 @@ class Connection:
 class BoardClient(threading.Thread):
     """A board client: shows messages by id, reconnects after any close with ?after=<last id>."""
 
-    def __init__(self, target: Target, name: str, after: int):
+    def __init__(self, target: Target, name: str, after: int, max_seconds: float = MAX_SECONDS):
         super().__init__(name=name, daemon=True)
         self.target = target
         self.last_id = after
@@ -90,7 +90,7 @@ class BoardClient(threading.Thread):
         self.ready = threading.Event()
         self._offline = threading.Event()
         self._stop_event = threading.Event()
-        self._deadline = time.monotonic() + MAX_SECONDS
+        self._deadline = time.monotonic() + max_seconds
         self.lock = threading.Lock()
 
     @property
@@ -185,7 +185,9 @@ class BoardClient(threading.Thread):
 class Poster(threading.Thread):
     """Posts a numbered message every `interval` seconds through Nginx; remembers what got 201."""
 
-    def __init__(self, target: Target, tag: str, interval: float = 0.25, max_count: int = 600):
+    def __init__(
+        self, target: Target, tag: str, interval: float = 0.25, max_count: int = 600, max_seconds: float = MAX_SECONDS
+    ):
         super().__init__(name=f"poster-{tag}", daemon=True)
         self.site = Site(target)
         self.tag = tag
@@ -194,7 +196,7 @@ class Poster(threading.Thread):
         self.accepted: list[int] = []  # ids answered 201
         self.refused: list[tuple[float, str]] = []  # (time, status or error) of every other answer
         self._stop_event = threading.Event()
-        self._deadline = time.monotonic() + MAX_SECONDS
+        self._deadline = time.monotonic() + max_seconds
         # Held while a post is under way; pause() takes it, so it returns once no post is.
         self._gate = threading.Condition()
         self._paused = False
@@ -271,15 +273,25 @@ class Traffic:
     the database and returns the Delivery. On exit everything is stopped in any case.
     """
 
-    def __init__(self, target: Target, clients: int = 4, interval: float = 0.25, spread: bool = False):
+    def __init__(
+        self,
+        target: Target,
+        clients: int = 4,
+        interval: float = 0.25,
+        spread: bool = False,
+        max_seconds: float = MAX_SECONDS,
+    ):
         self.target = target
+        # Clients and the poster stop by themselves after this long (a fault that takes longer, such as
+        # a playbook run, passes more).
+        self.max_seconds = max_seconds
         self.tag = f"fault-{uuid.uuid4().hex[:8]}"
         self.site = Site(target)
         self.start_id = newest_id(self.site)
         self.client_count = clients
         self.spread = spread
         self.clients: list[BoardClient] = []
-        self.poster = Poster(target, self.tag, interval)
+        self.poster = Poster(target, self.tag, interval, max_seconds=max_seconds)
         self.delivery: Delivery | None = None
 
     def __enter__(self) -> Traffic:
@@ -295,7 +307,7 @@ class Traffic:
         self.stop()
 
     def add_client(self) -> BoardClient:
-        client = BoardClient(self.target, f"client-{len(self.clients)}", self.start_id)
+        client = BoardClient(self.target, f"client-{len(self.clients)}", self.start_id, self.max_seconds)
         self.clients.append(client)
         client.start()
         if not client.ready.wait(20):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from . import deploy
 from .target import COMMAND_SECONDS, Target, run
+from .waiting import wait_until
 
-# The services of docker-compose.yml.
+# The services of docker-compose.yml that always run, and those a profile turns on.
 SERVICES = ("nginx", "app", "redis")
+PROFILE_SERVICES = {"postgres": ("db",)}
 # docker/up.sh builds the images and waits for health (UP_TIMEOUT, 240 s) itself.
 UP_SECONDS = 1200
 
@@ -83,10 +85,33 @@ class ComposeTarget(Target):
 
     def container(self, service: str) -> str:
         """The id of the service's container; RuntimeError when there is none."""
-        ids = self.compose_run("ps", "-q", service).split()
+        ids = self.containers(service)
         if not ids:
             raise RuntimeError(f"compose project {self.project!r} has no {service} container; start it with `make up`")
         return ids[0]
+
+    def containers(self, service: str) -> list[str]:
+        """The ids of every container of the service (several after `--scale`), maybe none."""
+        return self.compose_run("ps", "-q", service).split()
+
+    def address(self, container: str, network: str) -> str:
+        """The container's IPv4 address on the project's network `network` (edge, backend)."""
+        template = f'{{{{(index .NetworkSettings.Networks "{self.project}_{network}").IPAddress}}}}'
+        return run(["docker", "inspect", "--format", template, container])
+
+    def scale(self, service: str, replicas: int, timeout: float = UP_SECONDS) -> list[str]:
+        """Runs `replicas` containers of the service (`up --scale`, nothing else recreated) and waits
+        until each is healthy; their ids. TimedOut (harness.waiting) when they are not healthy in time."""
+        self.compose_run(
+            "up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{service}={replicas}", service, timeout=timeout
+        )
+
+        def healthy() -> list[str] | None:
+            ids = self.containers(service)
+            states = run(["docker", "inspect", "--format", "{{.State.Health.Status}}", *ids]).split() if ids else []
+            return ids if len(ids) == replicas and set(states) == {"healthy"} else None
+
+        return wait_until(healthy, timeout, f"{replicas} healthy {service} containers", interval=2)
 
     # --- life -------------------------------------------------------------------------------------
     def provision(self) -> None:
@@ -191,7 +216,12 @@ class ComposeTarget(Target):
 
     def services_down(self) -> list[str]:
         running = self.compose_run("ps", "--services", "--filter", "status=running").split()
-        return [service for service in SERVICES if service not in running]
+        return [service for service in self.services() if service not in running]
+
+    def services(self) -> tuple[str, ...]:
+        """The services this stack runs: SERVICES and those of the profiles on (COMPOSE_PROFILES)."""
+        profiles = self.env.get("COMPOSE_PROFILES", "").split(",")
+        return SERVICES + tuple(s for profile in profiles for s in PROFILE_SERVICES.get(profile.strip(), ()))
 
     def restore(self) -> None:
         if self.services_down():

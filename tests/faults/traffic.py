@@ -72,6 +72,8 @@ class Connection:
     backlog: int
     closed: float | None = None
     close_code: int | None = None
+    # The address that Daphne listens on (its ready frame's served_by): which host, on a cluster.
+    host: str = ""
 
 
 class BoardClient(threading.Thread):
@@ -162,8 +164,8 @@ class BoardClient(threading.Thread):
                         self.last_id = max(self.last_id, frame["id"])
                     backlog += connection is None
                 elif frame["type"] == "ready":
-                    port = int(frame["served_by"].rsplit(":", 1)[1])
-                    connection = Connection(time.monotonic(), port, backlog)
+                    host, _, port = frame["served_by"].rpartition(":")
+                    connection = Connection(time.monotonic(), int(port), backlog, host=host)
                     self.connections.append(connection)
                     self.ready.set()
         except (ConnectionClosed, OSError) as closed:

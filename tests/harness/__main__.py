@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for step, seconds in target.timings().items():
         print(f"{args.kind}: {step} took {seconds:.0f} s")
-    print(f"{args.kind}: up at {target.base_url}/")
+    print(f"{args.kind}: up at {target.public_url}/")
     return 0
 
 

@@ -1,0 +1,214 @@
+"""The cluster tier (issue 11, item 4): the stack on five hosts behind one load balancer, proven with
+the faults suite's users (board clients that reconnect with ?after= like board.js, a steady poster)
+and its table (fault, recovery, posted, delivered, lost).
+
+Order: cross-host delivery first (nothing disturbed), then app1 stopped, then the Redis primary
+killed (which leaves the replica on db as the primary; Sentinel keeps it so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+import pytest
+import requests
+from faults.traffic import JobWatcher, Traffic, board_socket, newest_id
+from harness.waiting import TimedOut, wait_until
+
+# Steps of a job that is still running when its host stops (deploy/defaults JOB_STEP_SECONDS 0.2 s each).
+JOB_STEPS = 80
+# The app's lease (settings.JOB_LEASE_SECONDS) plus the sweep and the rest of the job, with room.
+JOB_FINISH_SECONDS = 90
+HTTP_TIMEOUT = 10
+
+
+def log_lines_on(cluster, host: str, needle: str) -> list[str]:
+    """Lines of host's program logs that contain needle."""
+    return [
+        line
+        for name, lines in cluster.app_log_streams().items()
+        if name.startswith(f"{host}:")
+        for line in lines
+        if needle in line
+    ]
+
+
+def post_through(cluster, host: str, text: str) -> dict:
+    """POST /api/messages straight to `host`'s Gunicorn (not through the load balancer), as the site:
+    the lb's Host and Origin, the CSRF cookie and token; the stored message."""
+    site = cluster.base_url
+    url = f"http://{cluster.address(host)}:{cluster.gunicorn_port}"
+    http = requests.Session()
+    headers = {"Host": cluster.address("lb")}
+    http.get(url + "/", headers=headers, timeout=HTTP_TIMEOUT).raise_for_status()
+    response = http.post(
+        url + "/api/messages",
+        data=json.dumps({"text": text}),
+        headers={
+            **headers,
+            "Content-Type": "application/json",
+            "X-CSRFToken": http.cookies["csrftoken"],
+            "Origin": site,
+            "Referer": site + "/",
+        },
+        timeout=HTTP_TIMEOUT,
+    )
+    assert response.status_code == 201, f"POST via {host}: {response.status_code} {response.text[:200]}"
+    return response.json()
+
+
+def sockets_by_host(cluster, sockets: contextlib.ExitStack, after: int) -> dict[str, list]:
+    """Board sockets opened through the load balancer until each app host serves two; host -> sockets."""
+    by_host: dict[str, list] = {"app1": [], "app2": []}
+    for _ in range(16):
+        socket = sockets.enter_context(board_socket(cluster, after=after, open_timeout=10))
+        while (frame := json.loads(socket.recv(timeout=10)))["type"] != "ready":
+            pass
+        by_host[cluster.host_of(frame["served_by"].rpartition(":")[0])].append(socket)
+        if all(len(held) >= 2 for held in by_host.values()):
+            return by_host
+    raise TimedOut(f"16 sockets and not two on each app host: { {h: len(s) for h, s in by_host.items()} }")
+
+
+def receive_id(socket, message_id: int, timeout: float = 10) -> None:
+    """Reads the socket's frames until the message `message_id` arrives; TimedOut after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            frame = json.loads(socket.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if frame.get("type") == "message" and frame["id"] == message_id:
+                return
+    raise TimedOut(f"message {message_id} not received within {timeout} s")
+
+
+# --- 1: cross-host delivery ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("poster", "holder"), [("app1", "app2"), ("app2", "app1")])
+def test_message_posted_through_one_app_hosts_gunicorn_reaches_sockets_on_the_others_daphne(cluster, poster, holder):
+    """Tests that a message posted to one app host's Gunicorn reaches the board sockets of the other's Daphne."""
+    with contextlib.ExitStack() as sockets:
+        held = sockets_by_host(cluster, sockets, after=newest_id(cluster.site()))
+        message = post_through(cluster, poster, f"from {poster} to {holder}")
+        for socket in held[holder] + held[poster]:
+            receive_id(socket, message["id"])
+
+
+# --- 2: an app host stopped under traffic --------------------------------------------------------
+
+
+def test_app1_stopped_under_traffic_its_clients_move_to_app2_backfilled_and_its_job_finishes_once_there(
+    cluster, fault_record
+):
+    """Tests that stopping app1 under traffic moves its clients to app2, loses no message, fails no POST, and
+    app1's running job finishes exactly once on app2."""
+    fault_record.fault = "C2 app1 stopped under traffic"
+    fault_record.recovered_when = "stop issued -> every client of app1 ready again on app2"
+    app1, app2 = cluster.address("app1"), cluster.address("app2")
+    site = cluster.site()
+    with Traffic(cluster, clients=4) as traffic:
+
+        def two_on_app1() -> bool:
+            if sum(c.connections[-1].host == app1 for c in traffic.clients) >= 2:
+                return True
+            if len(traffic.clients) >= 12:
+                raise TimedOut(f"12 clients and not two on app1: {[c.connections[-1].host for c in traffic.clients]}")
+            traffic.add_client()
+            return False
+
+        wait_until(two_on_app1, 60, "two clients on app1", 0.1)
+        movers = [c for c in traffic.clients if c.connections[-1].host == app1]
+        # One job per worker of both hosts (each worker takes one at a time): app1's hold some.
+        workers = 2 * len(cluster.workers)
+        jobs = [site.post_job(steps=JOB_STEPS)["id"] for _ in range(workers)]
+        watchers = [JobWatcher(cluster, job_id) for job_id in jobs]
+        for watcher in watchers:
+            watcher.start()
+        wait_until(
+            lambda: all(site.get(f"/api/jobs/{j}").json()["done"] >= 2 for j in jobs), 30, "every job running", 0.5
+        )
+        on_app1 = [j for j in jobs if log_lines_on(cluster, "app1", f"job id={j} claimed (attempt 1)")]
+        traffic.run_for(1)
+
+        stopping_at = time.monotonic()
+        cluster.stop_host("app1")
+        stop_seconds = time.monotonic() - stopping_at
+
+        def movers_on_app2() -> bool:
+            return all(c.connections[-1].host == app2 and c.connections[-1].opened > stopping_at for c in movers)
+
+        wait_until(movers_on_app2, 90, "app1's clients ready on app2", 0.2)
+        fault_record.recovery = time.monotonic() - stopping_at
+        for watcher in watchers:
+            watcher.finished.wait(max(1, JOB_FINISH_SECONDS - (time.monotonic() - stopping_at)))
+        jobs_done = time.monotonic() - stopping_at
+        traffic.run_for(2)
+        fault_record.took(traffic.finish())
+
+    cluster.start_host("app1")
+    cluster.wait_whole()
+    states = {j: site.get(f"/api/jobs/{j}").json() for j in jobs}
+    finished_on = {
+        j: [h for h in ("app1", "app2") for _ in log_lines_on(cluster, h, f"job id={j} finished")] for j in jobs
+    }
+    fault_record.details.append(
+        f"app1's docker stop took {stop_seconds:.1f} s; {len(movers)} clients moved; jobs {on_app1} of {jobs} were "
+        f"on app1, every job finished {jobs_done:.0f} s after the stop; refused posts {traffic.poster.refused[:5]}"
+    )
+    assert on_app1, f"no job ran on app1 (claims: {jobs}); the stop interrupted none"
+    assert all(s["state"] == "finished" and s["done"] == s["total"] == JOB_STEPS for s in states.values()), states
+    assert all(len(hosts) == 1 for hosts in finished_on.values()), f"finished log lines by job: {finished_on}"
+    assert all(finished_on[j] == ["app2"] for j in on_app1), f"app1's jobs finished on: {finished_on}"
+    for watcher in watchers:
+        assert watcher.finished_frames == 1, f"job {watcher.job_id}: {watcher.frames[-5:]}"
+    delivery = traffic.delivery
+    assert not delivery.problems, "\n".join(delivery.problems)
+    assert traffic.poster.refused == [], f"posts not answered 201: {traffic.poster.refused}"
+    assert delivery.posted > 0 and delivery.lost == 0
+
+
+# --- 3: the Redis primary killed -----------------------------------------------------------------
+
+
+def test_redis_primary_killed_sentinel_promotes_the_replica_and_broadcasts_resume_with_nothing_lost(
+    cluster, fault_record
+):
+    """Tests that after SIGKILL of the Redis primary, Sentinel promotes the replica, the app uses it by
+    itself, broadcasts resume and the clients backfill: nothing lost."""
+    fault_record.fault = "C3 Redis primary SIGKILLed (kept down)"
+    fault_record.recovered_when = "kill -> replica promoted, every client back, a new post broadcast"
+    master = cluster.variables["redis_sentinel_master_name"]
+    primary = cluster.redis_cli("lb", "sentinel", "get-master-addr-by-name", master, sentinel=True).split()[0]
+    assert primary == cluster.address("redis"), f"the primary is {primary} before the test"
+    with Traffic(cluster, clients=4) as traffic:
+        traffic.run_for(2)
+        killed_at = time.monotonic()
+        cluster.kill_redis_primary()
+
+        def promoted() -> bool:
+            now = cluster.redis_cli("lb", "sentinel", "get-master-addr-by-name", master, sentinel=True).split()
+            return now[0] == cluster.address("db")
+
+        wait_until(promoted, 60, "Sentinel promoted the replica on db", 0.5)
+        promoted_after = time.monotonic() - killed_at
+
+        def back_and_broadcasting() -> bool:
+            back = all(c.connections and c.connections[-1].opened > killed_at for c in traffic.clients)
+            newest = traffic.poster.accepted[-1] if traffic.poster.accepted else 0
+            return back and cluster.healthy() and all(c.last_id >= newest for c in traffic.clients)
+
+        wait_until(back_and_broadcasting, 90, "clients back and live messages flowing", 0.5)
+        fault_record.recovery = time.monotonic() - killed_at
+        traffic.run_for(3)
+        fault_record.took(traffic.finish())
+    fault_record.details.append(
+        f"replica on db promoted {promoted_after:.1f} s after the kill; posts not answered 201: "
+        f"{len(traffic.poster.refused)}"
+    )
+    role = cluster.redis_cli("db", "role").splitlines()[0]
+    assert role == "master", f"db's Redis: {role}"
+    delivery = traffic.delivery
+    assert not delivery.problems, "\n".join(delivery.problems)
+    assert delivery.posted > 0 and delivery.lost == 0

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -209,6 +211,63 @@ def test_redis_primary_killed_sentinel_promotes_the_replica_and_broadcasts_resum
     )
     role = cluster.redis_cli("db", "role").splitlines()[0]
     assert role == "master", f"db's Redis: {role}"
+    delivery = traffic.delivery
+    assert not delivery.problems, "\n".join(delivery.problems)
+    assert delivery.posted > 0 and delivery.lost == 0
+
+
+# --- 4: a rolling deploy -------------------------------------------------------------------------
+
+
+def new_release(cluster) -> Path:
+    """A copy of the release the cluster runs with one file added: another release id (a hash of app/)."""
+    release = cluster.app_source.with_name(cluster.app_source.name + "-next")
+    shutil.rmtree(release, ignore_errors=True)
+    shutil.copytree(cluster.app_source, release)
+    (release / "app" / "RELEASE").write_text(f"rolling deploy test {time.time()}\n")
+    return release
+
+
+def daphne_releases(cluster, host: str) -> set[str]:
+    """The release directories the host's Daphne processes run from (each one's working directory)."""
+    machine = cluster.host(host)
+    pids = [state.pid for name, state in cluster.supervisor_on(host).status().items() if name.startswith("daphne:")]
+    return {machine.run(f"readlink /proc/{pid}/cwd").stdout.strip() for pid in pids}
+
+
+def test_rolling_deploy_drains_one_host_at_a_time_fails_no_post_loses_nothing_and_ends_on_the_new_release(
+    cluster, fault_record
+):
+    """Tests that ansible/rolling-deploy.yml under traffic fails no POST, loses no message, closes drained
+    sockets with 4012 and leaves every socket on a Daphne of the new release."""
+    fault_record.fault = "C4 rolling deploy of a new release"
+    fault_record.recovered_when = "playbook: each app host drained, deployed, healthy, put back"
+    release = new_release(cluster)
+    with Traffic(cluster, clients=4) as traffic:
+        traffic.run_for(2)
+        started = time.monotonic()
+        result = cluster.run_playbook(playbook="rolling-deploy.yml", app_source=release)
+        assert result.returncode == 0, result.output[-6000:]
+        fault_record.recovery = time.monotonic() - started
+        traffic.run_for(3)
+        final = {c.name: c.connections[-1] for c in traffic.clients}
+        releases = {host: daphne_releases(cluster, host) for host in ("app1", "app2")}
+        fault_record.took(traffic.finish())
+    codes = sorted(
+        {str(c.close_code) for client in traffic.clients for c in client.disconnects_between(started, time.monotonic())}
+    )
+    fault_record.details.append(
+        f"rolling deploy {result.seconds:.0f} s; sockets closed during it with {codes}; "
+        f"posts not answered 201: {len(traffic.poster.refused)}"
+    )
+    current = {cluster.host(h).run("readlink -f /srv/channels-stack/current").stdout.strip() for h in ("app1", "app2")}
+    assert len(current) == 1, f"the app hosts' current releases differ: {current}"
+    expected = {current.pop() + "/app"}
+    assert all(found == expected for found in releases.values()), f"Daphne runs from {releases}, not {expected}"
+    stale = {name: conn for name, conn in final.items() if conn.opened <= started or conn.closed is not None}
+    assert not stale, f"clients not on a socket opened since the deploy began: {stale}"
+    assert "4012" in codes, f"no socket was drained with 4012: {codes}"
+    assert traffic.poster.refused == [], f"posts not answered 201: {traffic.poster.refused}"
     delivery = traffic.delivery
     assert not delivery.problems, "\n".join(delivery.problems)
     assert delivery.posted > 0 and delivery.lost == 0

@@ -118,10 +118,12 @@ class ClusterTarget(Target):
             container = self.container(host)
             wait_until(lambda c=container: booted(c), BOOT_SECONDS, f"{container}: systemd booted", 1)
 
-    def run_playbook(self, *args: str):
-        """Runs ansible/site.yml over the five hosts (harness.vm.PlaybookRun; its recap is lb's)."""
+    def run_playbook(self, *args: str, playbook: str = "site.yml", app_source: Path | None = None):
+        """Runs ansible/<playbook> over the cluster with the release app_source (default: the one it
+        was brought up with); harness.vm.PlaybookRun, whose recap is lb's."""
         env = {"CLUSTER_NAME": self.cluster, "CLUSTER_NET": self.net}
-        return run_playbook(INVENTORY, env, self.app_source, self.vars_file, args, "lb")
+        source = app_source or self.app_source
+        return run_playbook(INVENTORY, env, source, self.vars_file, args, "lb", playbook)
 
     def down(self) -> None:
         containers = [self.container(host) for host in HOSTS if container_exists(self.container(host))]

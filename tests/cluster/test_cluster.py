@@ -89,13 +89,20 @@ def receive_id(socket, message_id: int, timeout: float = 10) -> None:
 
 
 @pytest.mark.parametrize(("poster", "holder"), [("app1", "app2"), ("app2", "app1")])
-def test_message_posted_through_one_app_hosts_gunicorn_reaches_sockets_on_the_others_daphne(cluster, poster, holder):
+def test_message_posted_through_one_app_hosts_gunicorn_reaches_sockets_on_the_others_daphne(
+    cluster, poster, holder, fault_record
+):
     """Tests that a message posted to one app host's Gunicorn reaches the board sockets of the other's Daphne."""
+    fault_record.fault = f"C1 post via {poster}'s Gunicorn, sockets on {holder}"
+    fault_record.recovered_when = "(no fault) every socket of both hosts got the message"
     with contextlib.ExitStack() as sockets:
         held = sockets_by_host(cluster, sockets, after=newest_id(cluster.site()))
         message = post_through(cluster, poster, f"from {poster} to {holder}")
+        fault_record.posted, fault_record.refused = 1, 0
         for socket in held[holder] + held[poster]:
             receive_id(socket, message["id"])
+        fault_record.delivered = 1
+    fault_record.details.append(f"{len(held[holder])} sockets on {holder}, {len(held[poster])} on {poster}")
 
 
 # --- 2: an app host stopped under traffic --------------------------------------------------------

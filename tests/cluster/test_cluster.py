@@ -19,8 +19,8 @@ import requests
 from faults.traffic import JobWatcher, Traffic, board_socket, newest_id
 from harness.waiting import TimedOut, wait_until
 
-# Steps of a job that is still running when its host stops (deploy/defaults JOB_STEP_SECONDS 0.2 s each).
-JOB_STEPS = 80
+# Steps of a job still running when its host stops: the most a job may have (10 s at 0.2 s a step).
+JOB_STEPS = 50
 # The app's lease (settings.JOB_LEASE_SECONDS) plus the sweep and the rest of the job, with room.
 JOB_FINISH_SECONDS = 90
 HTTP_TIMEOUT = 10
@@ -117,7 +117,9 @@ def test_app1_stopped_under_traffic_its_clients_move_to_app2_backfilled_and_its_
     fault_record.recovered_when = "stop issued -> every client of app1 ready again on app2"
     app1, app2 = cluster.address("app1"), cluster.address("app2")
     site = cluster.site()
-    with Traffic(cluster, clients=4) as traffic:
+    # "No POST fails beyond one retry" (issue 11): a request app1's Gunicorn took as it stopped may
+    # get 502 (Nginx never resends a POST it has sent); the user's retry goes to app2.
+    with Traffic(cluster, clients=4, post_retries=1) as traffic:
 
         def two_on_app1() -> bool:
             if sum(c.connections[-1].host == app1 for c in traffic.clients) >= 2:
@@ -164,7 +166,8 @@ def test_app1_stopped_under_traffic_its_clients_move_to_app2_backfilled_and_its_
     }
     fault_record.details.append(
         f"app1's docker stop took {stop_seconds:.1f} s; {len(movers)} clients moved; jobs {on_app1} of {jobs} were "
-        f"on app1, every job finished {jobs_done:.0f} s after the stop; refused posts {traffic.poster.refused[:5]}"
+        f"on app1, every job finished {jobs_done:.0f} s after the stop; posts retried once "
+        f"{[answer for _, answer in traffic.poster.retried]}, failed after the retry {len(traffic.poster.refused)}"
     )
     assert on_app1, f"no job ran on app1 (claims: {jobs}); the stop interrupted none"
     assert all(s["state"] == "finished" and s["done"] == s["total"] == JOB_STEPS for s in states.values()), states
@@ -174,7 +177,7 @@ def test_app1_stopped_under_traffic_its_clients_move_to_app2_backfilled_and_its_
         assert watcher.finished_frames == 1, f"job {watcher.job_id}: {watcher.frames[-5:]}"
     delivery = traffic.delivery
     assert not delivery.problems, "\n".join(delivery.problems)
-    assert traffic.poster.refused == [], f"posts not answered 201: {traffic.poster.refused}"
+    assert traffic.poster.refused == [], f"posts not answered 201 after one retry: {traffic.poster.refused}"
     assert delivery.posted > 0 and delivery.lost == 0
 
 

@@ -185,14 +185,17 @@ class BoardClient(threading.Thread):
 class Poster(threading.Thread):
     """Posts a numbered message every `interval` seconds through Nginx; remembers what got 201."""
 
-    def __init__(self, target: Target, tag: str, interval: float = 0.25, max_count: int = 600):
+    def __init__(self, target: Target, tag: str, interval: float = 0.25, max_count: int = 600, retries: int = 0):
         super().__init__(name=f"poster-{tag}", daemon=True)
         self.site = Site(target)
         self.tag = tag
         self.interval = interval
         self.max_count = max_count
+        # A post not answered 201 is sent again this many times at once (a user's retry).
+        self.retries = retries
         self.accepted: list[int] = []  # ids answered 201
-        self.refused: list[tuple[float, str]] = []  # (time, status or error) of every other answer
+        self.refused: list[tuple[float, str]] = []  # (time, status or error) of every other final answer
+        self.retried: list[tuple[float, str]] = []  # (time, status or error) of attempts a retry followed
         self._stop_event = threading.Event()
         self._deadline = time.monotonic() + MAX_SECONDS
         # Held while a post is under way; pause() takes it, so it returns once no post is.
@@ -237,15 +240,17 @@ class Poster(threading.Thread):
             self._stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def post(self, number: int) -> None:
-        try:
-            response = self.site.post_json("/api/messages", {"text": f"{self.tag} #{number}"})
-        except Exception as exc:  # noqa: BLE001 (a failed request is an answer too: recorded)
-            self.refused.append((time.monotonic(), type(exc).__name__))
-        else:
-            if response.status_code == 201:
-                self.accepted.append(response.json()["id"])
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.site.post_json("/api/messages", {"text": f"{self.tag} #{number}"})
+            except Exception as exc:  # noqa: BLE001 (a failed request is an answer too: recorded)
+                failure = (time.monotonic(), type(exc).__name__)
             else:
-                self.refused.append((time.monotonic(), str(response.status_code)))
+                if response.status_code == 201:
+                    self.accepted.append(response.json()["id"])
+                    return
+                failure = (time.monotonic(), str(response.status_code))
+            (self.retried if attempt < self.retries else self.refused).append(failure)
 
 
 @dataclass
@@ -271,7 +276,9 @@ class Traffic:
     the database and returns the Delivery. On exit everything is stopped in any case.
     """
 
-    def __init__(self, target: Target, clients: int = 4, interval: float = 0.25, spread: bool = False):
+    def __init__(
+        self, target: Target, clients: int = 4, interval: float = 0.25, spread: bool = False, post_retries: int = 0
+    ):
         self.target = target
         self.tag = f"fault-{uuid.uuid4().hex[:8]}"
         self.site = Site(target)
@@ -279,7 +286,7 @@ class Traffic:
         self.client_count = clients
         self.spread = spread
         self.clients: list[BoardClient] = []
-        self.poster = Poster(target, self.tag, interval)
+        self.poster = Poster(target, self.tag, interval, retries=post_retries)
         self.delivery: Delivery | None = None
 
     def __enter__(self) -> Traffic:

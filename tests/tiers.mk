@@ -43,6 +43,7 @@ CLUSTER_VARS ?=
 CLUSTER_TEST_NAME ?= clt
 CLUSTER_TEST_NET ?= 10.82.60
 CLUSTER_TEST_HTTP_PORT ?= 8260
+CLUSTER_TEST_VARS ?= tests/cluster/cluster-vars.yml
 CLUSTER_ARTIFACTS ?= artifacts/cluster
 CLUSTER_PYTEST_ARGS ?=
 
@@ -59,9 +60,9 @@ cluster: docker-prepare $(VENV_STAMP) ## Create the local cluster (lb, app1, app
 cluster-destroy: $(VENV_STAMP) ## Remove the local cluster
 	CLUSTER_NAME=$(CLUSTER_NAME) CLUSTER_NET=$(CLUSTER_NET) $(HARNESS) cluster down
 
-test-cluster: docker-prepare $(VENV_STAMP) ## Cluster tier: fresh cluster, cross-host delivery, a host stopped, Redis failover; prints the table
+test-cluster: docker-prepare $(VENV_STAMP) ## Cluster tier: fresh cluster; cross-host delivery, a host stopped, Redis failover, rolling deploy; the table
 	CLUSTER_NAME=$(CLUSTER_TEST_NAME) CLUSTER_NET=$(CLUSTER_TEST_NET) CLUSTER_HTTP_PORT=$(CLUSTER_TEST_HTTP_PORT) \
-	  CLUSTER_VARS= ARTIFACTS_DIR=$(CLUSTER_ARTIFACTS) FAULTS_TABLE=$(CLUSTER_ARTIFACTS)/cluster-table.md \
+	  CLUSTER_VARS=$(CLUSTER_TEST_VARS) ARTIFACTS_DIR=$(CLUSTER_ARTIFACTS) FAULTS_TABLE=$(CLUSTER_ARTIFACTS)/cluster-table.md \
 	  $(TIER_PYTEST) tests/cluster --target cluster --fresh $(CLUSTER_PYTEST_ARGS)
 
 test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests against a fresh compose stack (always removed afterwards)

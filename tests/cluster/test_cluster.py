@@ -263,7 +263,8 @@ def test_rolling_deploy_drains_one_host_at_a_time_fails_no_post_loses_nothing_an
     fault_record.fault = "C4 rolling deploy of a new release"
     fault_record.recovered_when = "playbook: each app host drained, deployed, healthy, put back"
     release = new_release(cluster)
-    before = cluster.host("app1").run("readlink -f /srv/channels-stack/current").stdout.strip()
+    link = cluster.variables["app_code_dir"].rsplit("/", 1)[0]  # the `current` link
+    before = cluster.host("app1").run(f"readlink -f {link}").stdout.strip()
     # A post every 0.5 s: the poster's 600 posts outlast the deploy (about 4 minutes on 2 loaded cores).
     with Traffic(cluster, clients=4, interval=0.5) as traffic:
         traffic.run_for(2)
@@ -282,7 +283,7 @@ def test_rolling_deploy_drains_one_host_at_a_time_fails_no_post_loses_nothing_an
         f"rolling deploy {result.seconds:.0f} s; sockets closed during it with {codes}; "
         f"posts not answered 201: {len(traffic.poster.refused)}"
     )
-    current = {cluster.host(h).run("readlink -f /srv/channels-stack/current").stdout.strip() for h in ("app1", "app2")}
+    current = {cluster.host(h).run(f"readlink -f {link}").stdout.strip() for h in ("app1", "app2")}
     assert len(current) == 1 and before not in current, f"current release {current}, before the deploy {before}"
     assert all(all(found.values()) for found in on_current.values()), f"Daphne started before the switch: {on_current}"
     stale = {name: conn for name, conn in final.items() if conn.opened <= started or conn.closed is not None}

@@ -273,7 +273,8 @@ def test_rolling_deploy_drains_one_host_at_a_time_fails_no_post_loses_nothing_an
         assert result.returncode == 0, result.output[-6000:]
         fault_record.recovery = time.monotonic() - started
         traffic.run_for(3)
-        final = {c.name: c.connections[-1] for c in traffic.clients}
+        # (opened, still open) of each client's socket now: finish() below closes them.
+        final = {c.name: (c.connections[-1].opened, c.connections[-1].closed is None) for c in traffic.clients}
         on_current = {host: daphne_on_current_release(cluster, host) for host in ("app1", "app2")}
         fault_record.took(traffic.finish())
     codes = sorted(
@@ -286,7 +287,7 @@ def test_rolling_deploy_drains_one_host_at_a_time_fails_no_post_loses_nothing_an
     current = {cluster.host(h).run(f"readlink -f {link}").stdout.strip() for h in ("app1", "app2")}
     assert len(current) == 1 and before not in current, f"current release {current}, before the deploy {before}"
     assert all(all(found.values()) for found in on_current.values()), f"Daphne started before the switch: {on_current}"
-    stale = {name: conn for name, conn in final.items() if conn.opened <= started or conn.closed is not None}
+    stale = {name: (opened, is_open) for name, (opened, is_open) in final.items() if opened <= started or not is_open}
     assert not stale, f"clients not on a socket opened since the deploy began: {stale}"
     assert "4012" in codes, f"no socket was drained with 4012: {codes}"
     assert traffic.poster.refused == [], f"posts not answered 201: {traffic.poster.refused}"

@@ -94,7 +94,7 @@ def test_message_posted_through_one_app_hosts_gunicorn_reaches_sockets_on_the_ot
     cluster, poster, holder, fault_record
 ):
     """Tests that a message posted to one app host's Gunicorn reaches the board sockets of the other's Daphne."""
-    fault_record.fault = f"C1 post via {poster}'s Gunicorn, sockets on {holder}"
+    fault_record.fault = f"1 post via {poster}'s Gunicorn, sockets on {holder}"
     fault_record.recovered_when = "(no fault) every socket of both hosts got the message"
     with contextlib.ExitStack() as sockets:
         held = sockets_by_host(cluster, sockets, after=newest_id(cluster.site()))
@@ -114,7 +114,7 @@ def test_app1_stopped_under_traffic_its_clients_move_to_app2_backfilled_and_its_
 ):
     """Tests that stopping app1 under traffic moves its clients to app2, loses no message, fails no POST, and
     app1's running job finishes exactly once on app2."""
-    fault_record.fault = "C2 app1 stopped under traffic"
+    fault_record.fault = "2 app1 stopped under traffic"
     fault_record.recovered_when = "stop issued -> every client of app1 ready again on app2"
     app1, app2 = cluster.address("app1"), cluster.address("app2")
     site = cluster.site()
@@ -193,7 +193,7 @@ def test_redis_primary_killed_sentinel_promotes_the_replica_and_broadcasts_resum
 ):
     """Tests that after SIGKILL of the Redis primary, Sentinel promotes the replica, the app uses it by
     itself, broadcasts resume and the clients backfill: nothing lost."""
-    fault_record.fault = "C3 Redis primary SIGKILLed (kept down)"
+    fault_record.fault = "3 Redis primary SIGKILLed (kept down)"
     fault_record.recovered_when = "kill -> replica promoted, every client back, a new post broadcast"
     master = cluster.variables["redis_sentinel_master_name"]
     primary = cluster.redis_cli("lb", "sentinel", "get-master-addr-by-name", master, sentinel=True).split()[0]
@@ -260,7 +260,7 @@ def test_rolling_deploy_drains_one_host_at_a_time_fails_no_post_loses_nothing_an
 ):
     """Tests that ansible/rolling-deploy.yml under traffic fails no POST, loses no message, closes drained
     sockets with 4012 and leaves every socket on a Daphne of the new release."""
-    fault_record.fault = "C4 rolling deploy of a new release"
+    fault_record.fault = "4 rolling deploy of a new release"
     fault_record.recovered_when = "playbook: each app host drained, deployed, healthy, put back"
     release = new_release(cluster)
     link = cluster.variables["app_code_dir"].rsplit("/", 1)[0]  # the `current` link

@@ -39,7 +39,21 @@ FAULTS_ARTIFACTS ?= artifacts/faults
 FAULTS_PYTEST_ARGS ?=
 SCAN_PYTEST_ARGS ?=
 
-.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-scan test-stacks
+# The cluster (issue 11): five test hosts on a private network, ansible/inventories/local-cluster.
+# `make cluster` publishes the load balancer on 127.0.0.1:8082; the tier uses its own names, network
+# and port, and talks to the load balancer's private address.
+CLUSTER_NAME ?= channels-stack-cluster
+CLUSTER_NET ?= 10.82.82
+CLUSTER_HTTP_PORT ?= 8082
+CLUSTER_VARS ?=
+CLUSTER_TEST_NAME ?= clt
+CLUSTER_TEST_NET ?= 10.82.60
+CLUSTER_TEST_HTTP_PORT ?= 8260
+CLUSTER_TEST_VARS ?= tests/cluster/cluster-vars.yml
+CLUSTER_ARTIFACTS ?= artifacts/cluster
+CLUSTER_PYTEST_ARGS ?=
+
+.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-scan test-stacks cluster cluster-destroy test-cluster
 
 # The tiers that run tests/scan need sslyze's virtualenv (the Makefile's SCAN_STAMP).
 test-compose test-vm test-scan test-stacks: $(SCAN_STAMP)
@@ -47,6 +61,18 @@ test-compose test-vm test-scan test-stacks: $(SCAN_STAMP)
 docker-prepare:
 	@bash docker/engine.sh
 	@bash docker/base-image.sh
+
+cluster: docker-prepare $(VENV_STAMP) ## Create the local cluster (lb, app1, app2, redis, db) and run the playbook on it
+	CLUSTER_NAME=$(CLUSTER_NAME) CLUSTER_NET=$(CLUSTER_NET) CLUSTER_HTTP_PORT=$(CLUSTER_HTTP_PORT) \
+	  CLUSTER_VARS=$(CLUSTER_VARS) $(HARNESS) cluster up
+
+cluster-destroy: $(VENV_STAMP) ## Remove the local cluster
+	CLUSTER_NAME=$(CLUSTER_NAME) CLUSTER_NET=$(CLUSTER_NET) $(HARNESS) cluster down
+
+test-cluster: docker-prepare $(VENV_STAMP) ## Cluster tier: fresh cluster; cross-host delivery, a host stopped, Redis failover, rolling deploy; the table
+	CLUSTER_NAME=$(CLUSTER_TEST_NAME) CLUSTER_NET=$(CLUSTER_TEST_NET) CLUSTER_HTTP_PORT=$(CLUSTER_TEST_HTTP_PORT) \
+	  CLUSTER_VARS=$(CLUSTER_TEST_VARS) ARTIFACTS_DIR=$(CLUSTER_ARTIFACTS) FAULTS_TABLE=$(CLUSTER_ARTIFACTS)/cluster-table.md \
+	  $(TIER_PYTEST) tests/cluster --target cluster --fresh $(CLUSTER_PYTEST_ARGS)
 
 test-compose: compose-prepare $(VENV_STAMP) ## End-to-end tests and TLS scanners against a fresh compose stack (always removed afterwards)
 	$(COMPOSE_TIER_ENV) $(TIER_PYTEST) tests/e2e tests/scan --target compose --fresh $(E2E_PYTEST_ARGS)

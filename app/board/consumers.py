@@ -22,6 +22,9 @@ BACKLOG_PAGE = 200
 # Close code when the channel layer (Redis) is unreachable: "try again later" (the app-defined
 # range is 4000-4999; Daphne refuses the standard 1012/1013 from an application).
 CLOSE_UNAVAILABLE = 4503
+# Close code of a drained host (`manage.py drain`, a rolling deploy): "reconnect at once", the load
+# balancer no longer sends this host new sockets (app-defined, like 4503; board.js skips its backoff).
+CLOSE_DRAINED = 4012
 # A client that gives no `after` gets the same latest messages the board page shows.
 DEFAULT_BACKLOG = 50
 
@@ -44,6 +47,20 @@ class JsonSocketMixin:
             # Redis is back. (Sockets already open are told by the layer: channel_layer_disconnect.)
             logger.warning("channel layer unreachable (%s); closing the socket with %s", exc, CLOSE_UNAVAILABLE)
             await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
+
+    async def server_drain(self, event) -> None:
+        """This host is being drained (`manage.py drain`): close with CLOSE_DRAINED so the client
+        reconnects at once, through the load balancer, to a host that stays."""
+        await self.close(code=CLOSE_DRAINED)
+
+    async def join_drain_group(self) -> None:
+        await self.channel_layer.group_add(services.drain_group(), self.channel_name)
+
+    async def leave_drain_group(self) -> None:
+        try:
+            await self.channel_layer.group_discard(services.drain_group(), self.channel_name)
+        except Exception as exc:  # Redis gone: nothing to leave
+            logger.warning("leaving the drain group failed: %s", exc)
 
     async def channel_layer_disconnect(self, event) -> None:
         """The layer lost Redis (config.channel_layer): live messages may have been missed, and no
@@ -90,6 +107,7 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
         # Join before reading the backlog, so nothing committed in between is missed; duplicates
         # are dropped by id in board_message.
         await self.channel_layer.group_add(services.BOARD_GROUP, self.channel_name)
+        await self.join_drain_group()
         await self.accept()
         self.last_id = after if after is not None else await database_sync_to_async(self.default_after)()
         await self.send_backlog()
@@ -193,6 +211,7 @@ class BoardConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(services.BOARD_GROUP, self.channel_name)
         except Exception as exc:  # Redis gone: the group entry expires by itself
             logger.warning("leaving the board group failed: %s", exc)
+        await self.leave_drain_group()
 
 
 class JobConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
@@ -206,6 +225,7 @@ class JobConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
             await self.close(code=4404)  # before accept: the handshake is refused
             return
         await self.channel_layer.group_add(services.job_group(self.job_id), self.channel_name)
+        await self.join_drain_group()
         await self.accept()
         # Read again after joining, so a step that ran in between is not missed.
         job = await database_sync_to_async(Job.objects.get)(pk=self.job_id)
@@ -227,3 +247,4 @@ class JobConsumer(JsonSocketMixin, AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(services.job_group(self.job_id), self.channel_name)
         except Exception as exc:
             logger.warning("leaving the job group failed: %s", exc)
+        await self.leave_drain_group()

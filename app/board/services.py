@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import socket
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
@@ -30,6 +31,12 @@ class InvalidInput(ValueError):
 
 def job_group(job_id: int) -> str:
     return f"job-{job_id}"
+
+
+def drain_group(host: str | None = None) -> str:
+    """The group every socket of this host's Daphne processes is in ("drain-<hostname>"): a rolling
+    deploy closes them all with one group_send (`manage.py drain`) before the host restarts."""
+    return "drain-" + re.sub(r"[^A-Za-z0-9._-]", "-", host or socket.gethostname())[:90]
 
 
 def parse_json_object(raw: str | bytes, what: str) -> dict:

@@ -4,7 +4,6 @@ import functools
 import logging
 import os
 
-import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
@@ -13,6 +12,8 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 from supervisor import childutils
+
+from config.redis_hosts import sync_client
 
 from . import services
 from .models import Job
@@ -113,7 +114,7 @@ def check_database() -> str:
 
 
 def check_channel_layer() -> str:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    client = sync_client(settings.REDIS_HOSTS[0], timeout=2)
     try:
         client.ping()
     finally:

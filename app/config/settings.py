@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from board.limits import PostRate
+from config.redis_hosts import parse_sentinels, redis_hosts
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -136,7 +137,16 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Fail fast when Redis is unreachable rather than hang a request or a consumer. The read timeout
 # must stay well above channels-redis' 5 s blocking receive (BZPOPMIN) of the job queue, or an idle
 # worker would see a timeout on every receive.
-REDIS_HOSTS = [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 15}]
+# With REDIS_SENTINELS ("host:port,..."), the primary is whichever REDIS_SENTINEL_MASTER is now
+# (config/redis_hosts.py); REDIS_URL then gives the user, password and database only.
+REDIS_HOSTS = redis_hosts(
+    REDIS_URL,
+    parse_sentinels(os.environ.get("REDIS_SENTINELS", "")),
+    os.environ.get("REDIS_SENTINEL_MASTER", ""),
+    os.environ.get("REDIS_SENTINEL_PASSWORD", ""),
+    connect_timeout=2,
+    timeout=15,
+)
 CHANNEL_LAYERS = {
     # Groups (the board, each job's progress): Redis pub/sub, one message per group per Daphne
     # process instead of one per socket (issue 9). A lost Redis connection sends every consumer

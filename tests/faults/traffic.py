@@ -74,6 +74,8 @@ class Connection:
     backlog: int
     closed: float | None = None
     close_code: int | None = None
+    # The address that Daphne listens on (its ready frame's served_by): which host, on a cluster.
+    host: str = ""
 
 
 class BoardClient(threading.Thread):
@@ -164,8 +166,8 @@ class BoardClient(threading.Thread):
                         self.last_id = max(self.last_id, frame["id"])
                     backlog += connection is None
                 elif frame["type"] == "ready":
-                    port = int(frame["served_by"].rsplit(":", 1)[1])
-                    connection = Connection(time.monotonic(), port, backlog)
+                    host, _, port = frame["served_by"].rpartition(":")
+                    connection = Connection(time.monotonic(), int(port), backlog, host=host)
                     self.connections.append(connection)
                     self.ready.set()
         except (ConnectionClosed, OSError) as closed:
@@ -186,15 +188,24 @@ class Poster(threading.Thread):
     """Posts a numbered message every `interval` seconds through Nginx; remembers what got 201."""
 
     def __init__(
-        self, target: Target, tag: str, interval: float = 0.25, max_count: int = 600, max_seconds: float = MAX_SECONDS
+        self,
+        target: Target,
+        tag: str,
+        interval: float = 0.25,
+        max_count: int = 600,
+        max_seconds: float = MAX_SECONDS,
+        retries: int = 0,
     ):
         super().__init__(name=f"poster-{tag}", daemon=True)
         self.site = Site(target)
         self.tag = tag
         self.interval = interval
         self.max_count = max_count
+        # A post not answered 201 is sent again this many times at once (a user's retry).
+        self.retries = retries
         self.accepted: list[int] = []  # ids answered 201
-        self.refused: list[tuple[float, str]] = []  # (time, status or error) of every other answer
+        self.refused: list[tuple[float, str]] = []  # (time, status or error) of every other final answer
+        self.retried: list[tuple[float, str]] = []  # (time, status or error) of attempts a retry followed
         self._stop_event = threading.Event()
         self._deadline = time.monotonic() + max_seconds
         # Held while a post is under way; pause() takes it, so it returns once no post is.
@@ -239,15 +250,17 @@ class Poster(threading.Thread):
             self._stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def post(self, number: int) -> None:
-        try:
-            response = self.site.post_json("/api/messages", {"text": f"{self.tag} #{number}"})
-        except Exception as exc:  # noqa: BLE001 (a failed request is an answer too: recorded)
-            self.refused.append((time.monotonic(), type(exc).__name__))
-        else:
-            if response.status_code == 201:
-                self.accepted.append(response.json()["id"])
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.site.post_json("/api/messages", {"text": f"{self.tag} #{number}"})
+            except Exception as exc:  # noqa: BLE001 (a failed request is an answer too: recorded)
+                failure = (time.monotonic(), type(exc).__name__)
             else:
-                self.refused.append((time.monotonic(), str(response.status_code)))
+                if response.status_code == 201:
+                    self.accepted.append(response.json()["id"])
+                    return
+                failure = (time.monotonic(), str(response.status_code))
+            (self.retried if attempt < self.retries else self.refused).append(failure)
 
 
 @dataclass
@@ -280,6 +293,7 @@ class Traffic:
         interval: float = 0.25,
         spread: bool = False,
         max_seconds: float = MAX_SECONDS,
+        post_retries: int = 0,
     ):
         self.target = target
         # Clients and the poster stop by themselves after this long (a fault that takes longer, such as
@@ -291,7 +305,7 @@ class Traffic:
         self.client_count = clients
         self.spread = spread
         self.clients: list[BoardClient] = []
-        self.poster = Poster(target, self.tag, interval, max_seconds=max_seconds)
+        self.poster = Poster(target, self.tag, interval, max_seconds=max_seconds, retries=post_retries)
         self.delivery: Delivery | None = None
 
     def __enter__(self) -> Traffic:

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     for step, seconds in target.timings().items():
         print(f"{args.kind}: {step} took {seconds:.0f} s")
     trust = f" (trust {CA_FILE.relative_to(REPO)}; plain HTTP at {target.http_url}/)" if target.tls else ""
-    print(f"{args.kind}: up at {target.base_url}/{trust}")
+    print(f"{args.kind}: up at {target.public_url}/{trust}")
     return 0
 
 

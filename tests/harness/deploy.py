@@ -17,6 +17,8 @@ render = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(render)
 
 VM_INVENTORY_VARS = REPO / "ansible" / "inventories" / "local-vm" / "group_vars" / "channels_stack" / "main.yml"
+CLUSTER_INVENTORY_VARS = REPO / "ansible" / "inventories" / "local-cluster" / "group_vars" / "channels_stack"
+CLUSTER_INVENTORY_VARS /= "main.yml"
 
 
 def repo_path(name: str | os.PathLike) -> Path:
@@ -36,11 +38,22 @@ def vm_vars(extra: str | None = None) -> dict:
     """The test host's variables: deploy/defaults.yml, the local-vm inventory's deploy variables (its
     other values are Ansible expressions), then `extra` (the playbook's --extra-vars file; default:
     $VM_VARS, else none)."""
+    return inventory_vars(VM_INVENTORY_VARS, extra or os.environ.get("VM_VARS"))
+
+
+def cluster_vars(extra: str | None = None) -> dict:
+    """The cluster's app hosts' variables, like vm_vars with the local-cluster inventory (default
+    extra: $CLUSTER_VARS, else none). Values the inventory computes per host (addresses) are not here."""
+    return inventory_vars(CLUSTER_INVENTORY_VARS, extra or os.environ.get("CLUSTER_VARS"))
+
+
+def inventory_vars(group_vars: Path, extra: str | None) -> dict:
+    """deploy/defaults.yml, the plain deploy variables of an inventory's group_vars file (its Ansible
+    expressions left out), then the file `extra`."""
     defaults = render.load_vars([])
-    inventory = yaml.safe_load(VM_INVENTORY_VARS.read_text()) or {}
-    extra = extra or os.environ.get("VM_VARS")
-    files = [repo_path(extra)] if extra else []
-    return render.load_vars(files, extra={k: v for k, v in inventory.items() if k in defaults})
+    inventory = yaml.safe_load(group_vars.read_text()) or {}
+    plain = {k: v for k, v in inventory.items() if k in defaults and not (isinstance(v, str) and "{{" in v)}
+    return render.load_vars([repo_path(extra)] if extra else [], extra=plain)
 
 
 def deploy_vars(kind: str) -> dict:
@@ -48,7 +61,7 @@ def deploy_vars(kind: str) -> dict:
 
     Read at collection time too: tests are parametrized by them.
     """
-    loaders = {"compose": compose_vars, "vm": vm_vars}
+    loaders = {"compose": compose_vars, "vm": vm_vars, "cluster": cluster_vars}
     if kind not in loaders:
         raise ValueError(f"unknown target {kind!r}; known: {', '.join(sorted(loaders))}")
     return loaders[kind]()

@@ -2,8 +2,9 @@
 
 Environment: compose: E2E_COMPOSE_PROJECT (default channels-stack, `make up`'s), E2E_HTTP_PORT and
 E2E_HTTPS_PORT (default: where that project published Nginx), EXTRA_VARS; vm: VM_CONTAINER (default
-channels-stack-vm), VM_HTTP_PORT (default 8081), VM_HTTPS_PORT (default 8444), VM_VARS. A new kind
-(the cluster of issue 11) is one entry here.
+channels-stack-vm), VM_HTTP_PORT (default 8081), VM_HTTPS_PORT (default 8444), VM_VARS; cluster:
+CLUSTER_NAME (default channels-stack-cluster), CLUSTER_NET (default 10.82.82, the network's first three
+octets), CLUSTER_HTTP_PORT (default 8082), CLUSTER_VARS. A new kind is one class and one entry here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from .cluster import ClusterTarget
 from .compose import ComposeTarget
 from .target import Target
 from .vm import VmTarget
@@ -35,7 +37,20 @@ def vm_from_environment() -> VmTarget:
     )
 
 
-KINDS: dict[str, Callable[[], Target]] = {"compose": compose_from_environment, "vm": vm_from_environment}
+def cluster_from_environment() -> ClusterTarget:
+    return ClusterTarget(
+        os.environ.get("CLUSTER_NAME", "channels-stack-cluster"),
+        os.environ.get("CLUSTER_NET", "10.82.82"),
+        int(os.environ.get("CLUSTER_HTTP_PORT", "8082")),
+        os.environ.get("CLUSTER_VARS") or None,
+    )
+
+
+KINDS: dict[str, Callable[[], Target]] = {
+    "compose": compose_from_environment,
+    "vm": vm_from_environment,
+    "cluster": cluster_from_environment,
+}
 
 
 def make_target(kind: str) -> Target:

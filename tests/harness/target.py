@@ -128,6 +128,11 @@ class Target:
         return f"http://127.0.0.1:{self.http_port}"
 
     @property
+    def public_url(self) -> str:
+        """Where a developer's browser reaches the stack (`make up`, `make vm`, `make cluster` print it)."""
+        return self.base_url
+
+    @property
     def ws_url(self) -> str:
         """base_url with the WebSocket scheme (wss:// with TLS)."""
         scheme, _, rest = self.base_url.partition("://")

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from . import deploy
 from .programs import processes
-from .target import Target, run
+from .target import COMMAND_SECONDS, Target, run
 from .waiting import wait_until
 
-IMAGE = "channels-stack-test-host"
+# TEST_HOST_IMAGE: another tag, so concurrent sessions building a changed docker/test-host/ do not collide.
+IMAGE = os.environ.get("TEST_HOST_IMAGE", "channels-stack-test-host")
 INVENTORY = deploy.REPO / "ansible" / "inventories" / "local-vm"
-PLAYBOOK_SECONDS = 900
+PLAYBOOK_SECONDS = int(os.environ.get("PLAYBOOK_SECONDS", "1800"))
 BOOT_SECONDS = 120
 # The CA bundle the test host trusts (the control machine's, so pip works behind an intercepting proxy).
 DEFAULT_CA_CERTS = "/etc/ssl/certs/ca-certificates.crt"
@@ -99,25 +100,13 @@ class VmTarget(Target):
     def create_host(self) -> None:
         """Builds the test host image and starts its container (kept when it exists); returns once
         systemd has booted. RuntimeError when it does not boot within BOOT_SECONDS."""
-        run(["docker", "build", "--quiet", "--tag", IMAGE, "docker/test-host"], timeout=900)
-        exists = run(["docker", "ps", "--all", "--quiet", "--filter", f"name=^{self.container}$"])
-        if not exists:
-            run([
-                "docker", "run", "--detach", "--name", self.container, "--hostname", self.container,
-                *DOCKER_RUN_OPTIONS, "--publish", f"127.0.0.1:{self.http_port}:80",
-                *(["--publish", f"127.0.0.1:{self.https_port}:443"] if self.https_port else []), IMAGE,
-            ])  # fmt: skip
-        run(["docker", "start", self.container])
-        wait_until(self.booted, BOOT_SECONDS, f"{self.container}: systemd booted", 1)
+        build_test_host_image()
+        publish = [f"127.0.0.1:{self.http_port}:80", *([f"127.0.0.1:{self.https_port}:443"] if self.https_port else [])]
+        start_test_host(self.container, publish=publish)
 
     def snapshot_source(self) -> Path:
         """Copies app/ and requirements.txt to build/vm-source-<container>/: the version under test."""
-        snapshot = deploy.REPO / "build" / f"vm-source-{self.container}"
-        shutil.rmtree(snapshot, ignore_errors=True)
-        snapshot.mkdir(parents=True)
-        shutil.copytree(deploy.REPO / "app", snapshot / "app", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy2(deploy.REPO / "requirements.txt", snapshot / "requirements.txt")
-        return snapshot
+        return snapshot_source(self.container)
 
     def up(self) -> None:
         self.down()
@@ -138,7 +127,7 @@ class VmTarget(Target):
             run(["docker", "rm", "--force", "--volumes", self.container])
 
     def exists(self) -> bool:
-        return bool(run(["docker", "ps", "--all", "--quiet", "--filter", f"name=^{self.container}$"]))
+        return container_exists(self.container)
 
     def is_up(self) -> bool:
         running = run(["docker", "ps", "--quiet", "--filter", f"name=^{self.container}$"])
@@ -156,31 +145,15 @@ class VmTarget(Target):
 
     def run_playbook(self, *args: str) -> PlaybookRun:
         """Runs ansible/site.yml on the test host (local-vm inventory) with app_source and vars_file."""
-        bin_dir = Path(sys.executable).parent
-        env = {
-            **os.environ,
-            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-            "ANSIBLE_CONFIG": str(deploy.REPO / "ansible" / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "VM_CONTAINER": self.container,
-            "EXTRA_CA_CERTS": os.environ.get("EXTRA_CA_CERTS", DEFAULT_CA_CERTS),
-        }
-        command = [
-            str(bin_dir / "ansible-playbook"),
-            "--inventory", str(INVENTORY),
-            str(deploy.REPO / "ansible" / "site.yml"),
-            f"--extra-vars=app_source_dir={Path(self.app_source).resolve()}",
-            *([f"--extra-vars=@{deploy.repo_path(self.vars_file).resolve()}"] if self.vars_file else []),
-            # The redirect from plain HTTP goes to the port published on this machine.
-            *([f"--extra-vars=nginx_https_public_port={self.https_port}"] if self.https_port else []),
-            *args,
-        ]  # fmt: skip
-        start = time.monotonic()
-        result = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=PLAYBOOK_SECONDS, check=False, cwd=deploy.REPO
-        )
-        return PlaybookRun(
-            result.returncode, result.stdout + result.stderr, time.monotonic() - start, "channels-stack-vm"
+        # The redirect from plain HTTP goes to the port published on this machine.
+        https = [f"--extra-vars=nginx_https_public_port={self.https_port}"] if self.https_port else []
+        return run_playbook(
+            INVENTORY,
+            {"VM_CONTAINER": self.container},
+            self.app_source,
+            self.vars_file,
+            (*https, *args),
+            "channels-stack-vm",
         )
 
     # --- inspection -------------------------------------------------------------------------------
@@ -189,8 +162,7 @@ class VmTarget(Target):
 
     def booted(self) -> bool:
         """systemd has finished booting (running, or degraded: a unit failed, shown by the tests)."""
-        result = self.app_host().run("systemctl is-system-running")
-        return result.stdout.strip() in {"running", "degraded"}
+        return booted(self.container)
 
     def systemctl(self, *args: str) -> str:
         """Runs systemctl on the host; its stdout, AssertionError when it fails."""
@@ -274,3 +246,87 @@ class VmTarget(Target):
         wait_until(lambda: self.supervisor().status(), 60, "supervisord answers", 1)
         self.start_stopped_programs()
         self.wait_whole()
+
+
+def build_test_host_image() -> None:
+    """Builds the test host image (docker/test-host/), a no-op when it is up to date."""
+    run(["docker", "build", "--quiet", "--tag", IMAGE, "docker/test-host"], timeout=900)
+
+
+def container_exists(container: str) -> bool:
+    return bool(run(["docker", "ps", "--all", "--quiet", "--filter", f"name=^{container}$"]))
+
+
+def booted(container: str) -> bool:
+    """systemd in `container` has finished booting (running, or degraded: a unit failed)."""
+    result = subprocess.run(
+        ["docker", "exec", container, "systemctl", "is-system-running"],
+        capture_output=True, text=True, check=False, timeout=COMMAND_SECONDS,
+    )  # fmt: skip
+    return result.stdout.strip() in {"running", "degraded"}
+
+
+def start_test_host(
+    container: str, publish: list[str] = (), network: str | None = None, address: str | None = None, wait: bool = True
+) -> None:
+    """Starts the test host container `container` (created from the image when it does not exist),
+    with docker run's --publish specs `publish`, on the Docker network `network` at `address` (else
+    the default bridge); with wait, returns once systemd has booted (RuntimeError after BOOT_SECONDS).
+    The cluster (harness.cluster) starts its five hosts with wait=False, then waits for all."""
+    if not container_exists(container):
+        placement = [*(["--network", network] if network else []), *(["--ip", address] if address else [])]
+        ports = [option for spec in publish for option in ("--publish", spec)]
+        run([
+            "docker", "run", "--detach", "--name", container, "--hostname", container,
+            *DOCKER_RUN_OPTIONS, *placement, *ports, IMAGE,
+        ])  # fmt: skip
+    run(["docker", "start", container])
+    if wait:
+        wait_until(lambda: booted(container), BOOT_SECONDS, f"{container}: systemd booted", 1)
+
+
+def run_playbook(
+    inventory: Path,
+    env_extra: dict[str, str],
+    app_source: Path,
+    vars_file: str | None,
+    args: tuple[str, ...],
+    host: str,
+    playbook: str = "site.yml",
+) -> PlaybookRun:
+    """Runs ansible/<playbook> with `inventory`, the environment plus env_extra (the inventory's names),
+    app_source as the release and vars_file as --extra-vars; `host` is the PLAY RECAP line PlaybookRun
+    reads. Never raises for a failed run: the returncode says."""
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "ANSIBLE_CONFIG": str(deploy.REPO / "ansible" / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "EXTRA_CA_CERTS": os.environ.get("EXTRA_CA_CERTS", DEFAULT_CA_CERTS),
+        **env_extra,
+    }
+    command = [
+        str(bin_dir / "ansible-playbook"),
+        "--inventory", str(inventory),
+        str(deploy.REPO / "ansible" / playbook),
+        f"--extra-vars=app_source_dir={Path(app_source).resolve()}",
+        *([f"--extra-vars=@{deploy.repo_path(vars_file).resolve()}"] if vars_file else []),
+        *args,
+    ]  # fmt: skip
+    start = time.monotonic()
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=PLAYBOOK_SECONDS, check=False, cwd=deploy.REPO
+    )
+    return PlaybookRun(result.returncode, result.stdout + result.stderr, time.monotonic() - start, host)
+
+
+def snapshot_source(name: str) -> Path:
+    """Copies app/ and requirements.txt to build/vm-source-<name>/ and returns it: the release under
+    test, so edits made while the tests run cannot make a "new release" mid-test."""
+    snapshot = deploy.REPO / "build" / f"vm-source-{name}"
+    shutil.rmtree(snapshot, ignore_errors=True)
+    snapshot.mkdir(parents=True)
+    shutil.copytree(deploy.REPO / "app", snapshot / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(deploy.REPO / "requirements.txt", snapshot / "requirements.txt")
+    return snapshot

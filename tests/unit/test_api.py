@@ -291,7 +291,7 @@ def test_healthz_reports_ok_when_database_and_redis_answer(client, path):
 
 def test_healthz_reports_503_naming_the_channel_layer_when_redis_is_unreachable(client, settings):
     """Tests that an unreachable Redis turns /healthz into a 503 that names the channel layer."""
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.REDIS_HOSTS = [{"address": "redis://127.0.0.1:1/0"}]
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["failing"] == ["channel_layer"]

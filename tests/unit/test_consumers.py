@@ -1,12 +1,14 @@
 """The WebSocket consumers through the full ASGI application (origin check included), real Redis."""
 
 import asyncio
+import io
 import json
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.core.management import call_command
 
 from board import services
 from board.models import Job, Message
@@ -238,3 +240,18 @@ async def test_an_idle_board_socket_outlives_the_channel_layers_blocking_receive
     await ws.send_json_to({"type": "post", "text": "after a quiet spell"})
     assert (await ws.receive_json_from(timeout=5))["text"] == "after a quiet spell"
     await ws.disconnect()
+
+
+async def test_drain_closes_every_board_and_job_socket_of_this_host_with_4012():
+    """Tests that `manage.py drain` closes this host's board and job sockets with 4012 (reconnect at once)."""
+    job = await database_sync_to_async(Job.objects.create)(total=3, lease_until="2000-01-01T00:00:00Z")
+    board, progress = communicator("/ws/board/?after=0"), communicator(f"/ws/jobs/{job.id}/")
+    await board.connect()
+    await receive_until_ready(board)
+    await progress.connect()
+    await progress.receive_json_from(timeout=5)
+    await database_sync_to_async(call_command)("drain", stdout=io.StringIO())
+    assert await board.receive_output(timeout=5) == {"type": "websocket.close", "code": 4012}
+    assert await progress.receive_output(timeout=5) == {"type": "websocket.close", "code": 4012}
+    await board.wait()
+    await progress.wait()

@@ -11,18 +11,16 @@ import contextlib
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from app_processes import wait_for
-from listeners import free_port, wait_until_listening
+from listeners import free_port
+from nginx_server import render_site, running_nginx
 
 REPO = Path(__file__).resolve().parents[2]
-RENDER = [sys.executable, str(REPO / "deploy" / "render.py")]
 
 # Every header a client may send to make Gunicorn, Daphne or Django believe something about the
 # connection; Nginx must replace or drop each of them.
@@ -170,29 +168,9 @@ def start_site(tmp_path: Path, echo_port: int, *sets: str):
         "nginx_tls=false",
         *sets,
     ]
-    result = subprocess.run(
-        [*RENDER, "--root", "/", "--only", "nginx/channels-stack", *[a for v in variables for a in ("--set", v)]],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    # A main config of its own: the deploy nginx.conf names /run/nginx.pid and Debian's log paths.
-    temp_paths = "".join(f"    {kind}_temp_path {tmp_path}/{kind};\n" for kind in ("client_body", "proxy"))
-    main = tmp_path / "nginx.conf"
-    main.write_text(
-        f"daemon off;\nworker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log info;\n"
-        "events { worker_connections 64; }\n"
-        f"http {{\n    access_log {tmp_path}/access.log;\n{temp_paths}"
-        f"    include {conf_dir}/conf.d/channels-stack.conf;\n}}\n"
-    )
-    process = subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(main)], stderr=subprocess.PIPE, text=True)
-    wait_until_listening(process, port, 10, "nginx")
-    try:
+    render_site(variables)
+    with running_nginx(tmp_path, conf_dir, port):
         yield Site(port, tmp_path)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 # The same, for a `with` block in a test that renders the site with variables of its own.

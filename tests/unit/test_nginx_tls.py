@@ -6,7 +6,6 @@ TLS versions, ALPN (HTTP/2 and HTTP/1.1), HSTS, and the scheme the app is told."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import ssl
@@ -18,10 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from listeners import free_port, wait_until_listening
+from listeners import free_port
+from nginx_server import render_site, running_nginx
 
 REPO = Path(__file__).resolve().parents[2]
-RENDER = [sys.executable, str(REPO / "deploy" / "render.py")]
 LOCAL_CA = [sys.executable, str(REPO / "deploy" / "local_ca.py")]
 PUBLIC_PORT = 8443
 HSTS_MAX_AGE = 1234
@@ -128,33 +127,11 @@ def tls_site(tmp_path_factory, upstream):
         "daphne_processes=1",
         f"app_static_root={tmp}",
     ]
-    rendered = subprocess.run(
-        [*RENDER, "--root", "/", "--only", "nginx/channels-stack", *[a for v in variables for a in ("--set", v)]],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
+    render_site(variables)
     (tmp / "acme" / ".well-known" / "acme-challenge").mkdir(parents=True)
     (tmp / "acme" / ".well-known" / "acme-challenge" / "token-1").write_text("token-1.thumbprint")
-    temp_paths = "".join(f"    {kind}_temp_path {tmp}/{kind};\n" for kind in ("client_body", "proxy"))
-    main = tmp / "nginx.conf"
-    # Run by root, Nginx's workers would be `nobody`, who cannot enter pytest's 0700 temp directories
-    # to read the webroot.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    main.write_text(
-        f"{user}daemon off;\nworker_processes 1;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log info;\n"
-        "events { worker_connections 64; }\n"
-        f"http {{\n    access_log {tmp}/access.log;\n{temp_paths}"
-        f"    include {conf_dir}/conf.d/channels-stack.conf;\n}}\n"
-    )
-    process = subprocess.Popen(["nginx", "-p", str(tmp), "-c", str(main)], stderr=subprocess.PIPE, text=True)
-    wait_until_listening(process, https_port, 10, "nginx")
-    try:
+    with running_nginx(tmp, conf_dir, https_port, workers_as_root=True):
         yield TlsSite(http_port, https_port, tmp / "ca" / "ca.pem")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_plain_http_redirects_to_https_on_the_public_port_with_path_and_query(tls_site):

@@ -1,0 +1,53 @@
+"""The deploy site (deploy/nginx/channels-stack.conf.j2) rendered with chosen variables and served by a
+throwaway Nginx of this machine, for the unit tier's Nginx tests (test_nginx_site, test_nginx_tls)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from listeners import wait_until_listening
+
+REPO = Path(__file__).resolve().parents[2]
+RENDER = [sys.executable, str(REPO / "deploy" / "render.py")]
+
+
+def render_site(variables: list[str]) -> None:
+    """Renders only the site with render.py's `--set NAME=VALUE` for each of `variables` (the site lands
+    under the nginx_conf_dir they set); AssertionError with render.py's stderr when it fails."""
+    result = subprocess.run(
+        [*RENDER, "--root", "/", "--only", "nginx/channels-stack", *[a for v in variables for a in ("--set", v)]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@contextlib.contextmanager
+def running_nginx(prefix: Path, conf_dir: Path, port: int, workers_as_root: bool = False) -> Iterator[Path]:
+    """Runs Nginx with the site rendered into conf_dir, its pid, logs and temp dirs under prefix, until
+    the block ends; returns once it listens on `port` (RuntimeError naming its stderr if it exits
+    first). A main config of its own: the deploy nginx.conf names /run/nginx.pid and Debian's log paths.
+    workers_as_root: run by root, Nginx's workers would be `nobody`, who cannot enter pytest's 0700
+    temp directories (to read a webroot there). Yields the access log's path."""
+    temp_paths = "".join(f"    {kind}_temp_path {prefix}/{kind};\n" for kind in ("client_body", "proxy"))
+    user = "user root;\n" if workers_as_root and os.geteuid() == 0 else ""
+    main = prefix / "nginx.conf"
+    main.write_text(
+        f"{user}daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{\n    access_log {prefix}/access.log;\n{temp_paths}"
+        f"    include {conf_dir}/conf.d/channels-stack.conf;\n}}\n"
+    )
+    process = subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(main)], stderr=subprocess.PIPE, text=True)
+    wait_until_listening(process, port, 10, "nginx")
+    try:
+        yield prefix / "access.log"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -20,7 +20,6 @@ from app_processes import wait_for
 from listeners import free_port
 from nginx_server import render_site, running_nginx
 
-
 # Every header a client may send to make Gunicorn, Daphne or Django believe something about the
 # connection; Nginx must replace or drop each of them.
 FORGED = {

@@ -19,6 +19,8 @@ from harness.kinds import KINDS
 from harness.session import ARTIFACTS, Stacks
 
 STACKS = pytest.StashKey[Stacks]()
+# The tier whose tests need the test host whatever --target says.
+VM_TIER = Path(__file__).parent / "vm"
 
 # Arguments a test may take to run once per program or per app server port of each target; their
 # values come from the target's deploy variables, so a stack with three Daphne processes gets three.
@@ -81,10 +83,14 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_finish(session):
     """Brings the stacks up (or checks the running ones) before the first test, outside every test's
-    timeout: the --target kinds, and the VM when a collected test needs it (tests/vm)."""
+    timeout: the --target kinds, and the VM when a collected test of the VM tier (tests/vm) needs it.
+    Elsewhere a `vm` fixture is there only with --target vm (tests/scan skips without it): `make
+    test`'s compose session must not bring up the test host its VM session provisions."""
     if session.config.option.collectonly or not session.items:
         return
-    needs_vm = any("vm" in getattr(item, "fixturenames", ()) for item in session.items)
+    needs_vm = any(
+        VM_TIER in Path(item.path).parents and "vm" in getattr(item, "fixturenames", ()) for item in session.items
+    )
     session.config.stash[STACKS].start(["vm"] if needs_vm else [])
 
 

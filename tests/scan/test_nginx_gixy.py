@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from harness.deploy import render
 
 REPO = Path(__file__).resolve().parents[2]
 GIXY = REPO / ".venv" / "bin" / "gixy"
@@ -57,12 +58,23 @@ def served_config(target, tmp_path: Path) -> Path:
     return conf_dir
 
 
+def staging_allowances(target) -> set[str]:
+    """gixy checks a target may fail by design: hsts_header (max-age under six months) where the target
+    shortens HSTS below the production default (staging and the test host: 3600 s, because a browser
+    applies a localhost HSTS to every port, README "HTTPS"). `make lint` runs gixy on the production
+    default (deploy/defaults.yml), so the check stays on for what is deployed."""
+    default = render.load_vars([])["nginx_hsts_max_age"]
+    return {"hsts_header"} if target.variables["nginx_hsts_max_age"] < default else set()
+
+
 def test_gixy_finds_nothing_in_the_served_nginx_config(target, tmp_path):
-    """Tests that gixy reports no finding, of any severity, on the Nginx configuration the target runs."""
+    """Tests that gixy reports no finding, of any severity, on the Nginx configuration the target runs
+    (but a staging HSTS shorter than production's, on purpose: staging_allowances)."""
     conf_dir = served_config(target, tmp_path)
     assert (conf_dir / "nginx.conf").is_file(), sorted(p.name for p in conf_dir.iterdir())
 
-    findings = gixy_findings(conf_dir)
+    allowed = staging_allowances(target)
+    findings = [finding for finding in gixy_findings(conf_dir) if finding.get("plugin") not in allowed]
 
     assert findings == [], "\n".join(
         f"{f.get('severity')} {f.get('plugin')}: {f.get('summary')} in {f.get('config', '').strip()[:200]}"

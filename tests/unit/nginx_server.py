@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from listeners import wait_until_listening
@@ -51,3 +52,17 @@ def running_nginx(prefix: Path, conf_dir: Path, port: int, workers_as_root: bool
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def held_as_websocket(handler: BaseHTTPRequestHandler) -> bool:
+    """For a test upstream's handler: a WebSocket upgrade is answered 101 and the connection held until
+    the other end closes it, as Daphne holds a socket (True); any other request is left to the
+    handler (False)."""
+    if handler.headers.get("Upgrade", "").lower() != "websocket":
+        return False
+    handler.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    handler.wfile.flush()
+    while handler.connection.recv(65536):
+        pass
+    handler.close_connection = True
+    return True

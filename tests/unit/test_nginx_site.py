@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from app_processes import wait_for
 from listeners import free_port
-from nginx_server import render_site, running_nginx
+from nginx_server import held_as_websocket, render_site, running_nginx
 
 # Every header a client may send to make Gunicorn, Daphne or Django believe something about the
 # connection; Nginx must replace or drop each of them.
@@ -43,12 +43,7 @@ class Echo(BaseHTTPRequestHandler):
     other end closes it."""
 
     def answer(self):
-        if self.headers.get("Upgrade", "").lower() == "websocket":
-            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            self.wfile.flush()
-            while self.connection.recv(65536):
-                pass
-            self.close_connection = True
+        if held_as_websocket(self):
             return
         body = json.dumps({"path": self.path, "headers": [[k.lower(), v] for k, v in self.headers.items()]}).encode()
         self.send_response(200)

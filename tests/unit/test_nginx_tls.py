@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from listeners import free_port
-from nginx_server import render_site, running_nginx
+from nginx_server import held_as_websocket, render_site, running_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_CA = [sys.executable, str(REPO / "deploy" / "local_ca.py")]
@@ -33,12 +33,7 @@ class Upstream(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802 (BaseHTTPRequestHandler's name)
-        if self.headers.get("Upgrade", "").lower() == "websocket":
-            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            self.wfile.flush()
-            while self.connection.recv(65536):
-                pass
-            self.close_connection = True
+        if held_as_websocket(self):
             return
         body = json.dumps({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
         self.send_response(200)

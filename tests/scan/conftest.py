@@ -18,10 +18,10 @@ def pytest_collection_modifyitems(items):
 
 
 def needs_target(config, kind: str) -> None:
-    """Skips the test unless the session was given --target `kind`: `make test` runs one session per
-    target (tests/tiers.mk), and each scans its own stack rather than bring up the other's."""
+    """Skips the test unless the session was given --target `kind`: a session scans the stacks it was
+    asked for and never brings up another (`make test` gives both targets to one session)."""
     if kind not in config.getoption("--target"):
-        pytest.skip(f"needs --target {kind} (another session scans it)")
+        pytest.skip(f"needs --target {kind} (this session does not test that stack)")
 
 
 @pytest.fixture(scope="session")

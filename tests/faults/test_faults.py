@@ -382,12 +382,17 @@ def test_redis_down_15_s_messages_are_stored_and_clients_reconnect_and_backfill(
         started_at = time.monotonic()
         stack.start_redis()
 
+        waiting_on: list[str] = []  # what the last sample still waited for: the failure says why
+
         def healthy_and_clients_back() -> bool:
-            back = all(c.connections and c.connections[-1].opened > started_at for c in traffic.clients)
-            return back and site.healthy()
+            away = [c.name for c in traffic.clients if not (c.connections and c.connections[-1].opened > started_at)]
+            unhealthy = site.unhealthy_probes()
+            waiting_on[:] = [f"+{time.monotonic() - started_at:.1f}s clients not back {away}, probes {unhealthy}"]
+            return not away and not unhealthy
 
         # Nothing restarted: every program keeps its PID.
         watch = watch_programs(stack, before, set(), healthy_and_clients_back, 60, started_at)
+        fault_record.details.extend(waiting_on if watch.recovered_at is None or watch.recovered_at > 30 else [])
         fault_record.recovery = watch.recovered_at
         # Closed by the server (not by the client itself) between the outage and their return.
         closes = {c.name: c.disconnects_between(stopping_at, time.monotonic()) for c in traffic.clients}
@@ -407,7 +412,7 @@ def test_redis_down_15_s_messages_are_stored_and_clients_reconnect_and_backfill(
     assert traffic.poster.refused == [], f"posts not answered 201: {traffic.poster.refused[:10]}"
     assert failed_broadcasts == posted_while_down, "every failed broadcast is logged"
     assert not closed, f"clients never closed or noticed: {closed}"
-    assert_recovered(watch, 30, "redis")
+    assert_recovered(watch, 30, f"redis (last wait: {waiting_on})")
     assert_nothing_lost(traffic)
 
 

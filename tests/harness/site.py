@@ -14,14 +14,26 @@ WS_OPEN_TIMEOUT = 10
 HEALTH_PATHS = ("/healthz", "/ws/healthz")
 
 
+def unhealthy_probes(base_url: str, timeout: float = HTTP_TIMEOUT) -> dict[str, str]:
+    """The health probes (HEALTH_PATHS: Gunicorn's /healthz, Daphne's /ws/healthz, through Nginx) that
+    do not answer 200 "ok", each with what it answered instead (status and body, or the error); {}
+    when both tiers are healthy. `timeout` in seconds per probe."""
+    verify = ca_file() if base_url.startswith("https://") else True
+    failing = {}
+    for path in HEALTH_PATHS:
+        try:
+            response = requests.get(base_url + path, timeout=timeout, verify=verify)
+        except requests.RequestException as exc:
+            failing[path] = f"{type(exc).__name__}: {exc}"
+            continue
+        if response.status_code != 200 or response.json().get("status") != "ok":
+            failing[path] = f"{response.status_code} {response.text[:200]}"
+    return failing
+
+
 def healthy(base_url: str, timeout: float = HTTP_TIMEOUT) -> bool:
     """True when both tiers (Gunicorn's /healthz, Daphne's /ws/healthz) answer 200 "ok" through Nginx."""
-    verify = ca_file() if base_url.startswith("https://") else True
-    for path in HEALTH_PATHS:
-        response = requests.get(base_url + path, timeout=timeout, verify=verify)
-        if response.status_code != 200 or response.json()["status"] != "ok":
-            return False
-    return True
+    return not unhealthy_probes(base_url, timeout)
 
 
 class Site:
@@ -83,3 +95,7 @@ class Site:
     def healthy(self) -> bool:
         """True when both tiers answer their health probe through Nginx."""
         return healthy(self.base_url)
+
+    def unhealthy_probes(self) -> dict[str, str]:
+        """The failing health probes with their answers (see unhealthy_probes); {} when healthy."""
+        return unhealthy_probes(self.base_url)

@@ -14,10 +14,11 @@ WS_OPEN_TIMEOUT = 10
 HEALTH_PATHS = ("/healthz", "/ws/healthz")
 
 
-def healthy(base_url: str, timeout: float = HTTP_TIMEOUT) -> bool:
-    """True when both tiers (Gunicorn's /healthz, Daphne's /ws/healthz) answer 200 "ok" through Nginx."""
+def healthy(base_url: str, timeout: float = HTTP_TIMEOUT, paths: tuple[str, ...] = HEALTH_PATHS) -> bool:
+    """True when both tiers (Gunicorn's and Daphne's health paths, app_health_path and
+    app_ws_health_path, by default the board's) answer 200 "ok" through Nginx."""
     verify = ca_file() if base_url.startswith("https://") else True
-    for path in HEALTH_PATHS:
+    for path in paths:
         response = requests.get(base_url + path, timeout=timeout, verify=verify)
         if response.status_code != 200 or response.json()["status"] != "ok":
             return False
@@ -82,4 +83,4 @@ class Site:
 
     def healthy(self) -> bool:
         """True when both tiers answer their health probe through Nginx."""
-        return healthy(self.base_url)
+        return self.target.healthy()

@@ -213,8 +213,8 @@ class Target:
         return Site(self)
 
     def healthy(self) -> bool:
-        """Both tiers healthy through Nginx."""
-        return healthy(self.base_url)
+        """Both tiers healthy through Nginx (the variables' health paths)."""
+        return healthy(self.base_url, paths=deploy.health_paths(self.variables))
 
     def program_states(self) -> dict[str, ProgramState]:
         """name -> ProgramState (state, pid, start ticks); {} while supervisord does not answer."""

@@ -28,7 +28,8 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         self.room = self.scope["url_route"]["kwargs"]["room"]
         await self.channel_layer.group_add(room_group(self.room), self.channel_name)
         await self.accept()
-        host, port = self.scope["server"]
+        # The Daphne process's listening address (ASGI's optional "server"; Daphne sets it).
+        host, port = self.scope.get("server") or ("", None)
         await self.send_json({"type": "ready", "room": self.room, "served_by": f"{host}:{port}"})
 
     async def disconnect(self, code):

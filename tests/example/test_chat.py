@@ -38,12 +38,13 @@ def frames_until_quiet(socket, quiet: float = 1.5) -> list[dict]:
     return frames
 
 
-def join(site, room: str) -> tuple[int, object]:
-    """A socket in `room` and the Daphne port that accepted it (its "ready" frame says)."""
-    socket = site.websocket(f"/ws/chat/{room}/")
-    ready = receive(socket)
-    assert ready["type"] == "ready" and ready["room"] == room, ready
-    return int(ready["served_by"].rsplit(":", 1)[1]), socket
+@contextlib.contextmanager
+def joined(site, room: str):
+    """A socket in `room` and the Daphne port that accepted it (its "ready" frame says); closed after."""
+    with site.websocket(f"/ws/chat/{room}/") as socket:
+        ready = receive(socket)
+        assert ready["type"] == "ready" and ready["room"] == room, ready
+        yield int(ready["served_by"].rsplit(":", 1)[1]), socket
 
 
 def archived(site, room: str) -> list[str]:
@@ -67,8 +68,7 @@ def room_on_every_daphne(site, target):
         def spread() -> bool:
             if len(sockets) >= MAX_SOCKETS:
                 raise TimedOut(f"{MAX_SOCKETS} sockets and still not spread: {sorted(p for p, _ in sockets)}")
-            port, socket = join(site, room)
-            stack.callback(socket.close)
+            port, socket = stack.enter_context(joined(site, room))
             sockets.append((port, socket))
             ports = [port for port, _ in sockets]
             return all(ports.count(port) >= SOCKETS_PER_DAPHNE for port in target.daphne_ports)
@@ -83,9 +83,8 @@ def test_pages_go_to_gunicorn_and_ws_paths_to_daphne(site, target):
     http_path, ws_path = health_paths(target.variables)
     assert probe(site, http_path)[1]["interface"] == "wsgi"
     assert probe(site, ws_path)[1]["interface"] == "asgi"
-    port, socket = join(site, "routing")
-    socket.close()
-    assert port in target.daphne_ports
+    with joined(site, "routing") as (port, _):
+        assert port in target.daphne_ports
 
     page = site.get("/")
     assert page.status_code == 200 and "Chat rooms" in page.text
@@ -109,24 +108,21 @@ def test_message_reaches_every_socket_of_its_room_on_every_daphne_once_and_is_ar
     """Tests that a message sent on one socket reaches each socket of the room on every Daphne once,
     no socket of another room, and the chat-archive worker archives it."""
     room, sockets = room_on_every_daphne
-    _, elsewhere = join(site, f"other-{uuid.uuid4().hex[:8]}")
     text = f"hello {uuid.uuid4().hex[:8]}"
-    sockets[0][1].send(json.dumps({"text": text}))
-
-    received = [(port, [f["text"] for f in frames_until_quiet(s) if f["type"] == "message"]) for port, s in sockets]
+    with joined(site, f"other-{uuid.uuid4().hex[:8]}") as (_, elsewhere):
+        sockets[0][1].send(json.dumps({"text": text}))
+        received = [(port, [f["text"] for f in frames_until_quiet(s) if f["type"] == "message"]) for port, s in sockets]
+        assert frames_until_quiet(elsewhere, quiet=1) == []
     assert {port for port, _ in received} == set(target.daphne_ports)
     wrong = [(port, texts) for port, texts in received if texts != [text]]
     assert not wrong, f"every socket should get exactly [{text!r}]; these got: {wrong}"
-    assert frames_until_quiet(elsewhere, quiet=1) == []
-    elsewhere.close()
     wait_until(lambda: archived(site, room) == [text], DELIVERY_SECONDS, "the message in the room's archive")
 
 
 def test_a_refused_frame_gets_an_error_and_the_socket_stays_open(site):
     """Tests that a frame that is not a message gets an error frame and the socket still sends."""
     room = f"bad-{uuid.uuid4().hex[:8]}"
-    _, socket = join(site, room)
-    with socket:
+    with joined(site, room) as (_, socket):
         socket.send("not json")
         assert receive(socket)["type"] == "error"
         socket.send(json.dumps({"text": ""}))
@@ -150,8 +146,7 @@ def test_killed_worker_is_replaced_by_supervisor_and_archives_again(site, target
 
     wait_until(replaced, RECOVERY_SECONDS, f"a new RUNNING {program}", interval=0.5)
     room = f"restart-{uuid.uuid4().hex[:8]}"
-    _, socket = join(site, room)
-    with socket:
+    with joined(site, room) as (_, socket):
         socket.send(json.dumps({"text": "after the restart"}))
         assert receive(socket)["text"] == "after the restart"
     wait_until(lambda: archived(site, room) == ["after the restart"], DELIVERY_SECONDS, "archived by the new worker")
@@ -176,8 +171,7 @@ def test_redis_outage_turns_both_probes_503_and_the_stack_recovers(site, target,
     room = f"after-outage-{uuid.uuid4().hex[:8]}"
 
     def round_trip() -> bool:
-        _, socket = join(site, room)
-        with socket:
+        with joined(site, room) as (_, socket):
             text = f"back {time.monotonic()}"
             socket.send(json.dumps({"text": text}))
             return receive(socket)["text"] == text

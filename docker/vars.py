@@ -17,6 +17,7 @@ Only PyYAML is needed (Debian's python3-yaml or the venv), so `make up` needs no
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from pathlib import Path
 
@@ -106,6 +107,12 @@ def _shape_problems(name: str, value) -> list[str]:
             elif type(item.get("processes")) is not int or item["processes"] < 1:
                 problems.append(f"{where}: processes must be a whole number, 1 or more")
         return problems
+    if name == "app_extra_environment":
+        return [
+            f"app_extra_environment: {key}={value!r}: a name of letters, digits and _; no quotes, newlines or %"
+            for key, value in value.items()
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key)) or re.search(r"[\"'\n%]", str(value))
+        ]
     paths = ("app_project_dir", "app_requirements")
     if name in paths and (value.startswith("/") or ".." in value.split("/") or not (ROOT / value).exists()):
         return [f"{name}: {value!r} is not a path inside the repository (the build context)"]

@@ -114,6 +114,8 @@ def test_the_example_vars_file_passes_the_compose_check():
         ("app_ws_health_path: /health\n", "must be a path under /ws/"),
         ("app_health_path: health\n", "must be a path starting with /"),
         ("app_tools_dir: /opt/tools\n", "the compose stack cannot change it"),
+        ("app_extra_environment: {RATE: 50%}\n", "app_extra_environment: RATE='50%'"),
+        ("app_extra_environment: {bad-name: x}\n", "app_extra_environment: bad-name='x'"),
     ],
 )
 def test_bad_project_variables_are_refused_for_compose_with_the_reason(tmp_path, text, message):

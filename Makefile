@@ -36,6 +36,8 @@ lock: $(VENV_STAMP) ## Re-lock requirements*.txt from requirements*.in (pinned, 
 		--generate-hashes --no-header -q requirements-dev.in -o requirements-dev.txt
 	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--generate-hashes --no-header -q requirements-scan.in -o requirements-scan.txt
+	$(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+		--generate-hashes --no-header -q examples/chat/requirements.in -o examples/chat/requirements.txt
 
 # Each linter runs once over everything it checks.
 lint: lint-python lint-yaml lint-shell lint-nginx lint-docker lint-ansible ## Run every linter, each once over the whole tree

@@ -13,6 +13,7 @@ scripts and the tests read them.
     python3 deploy/render.py --root / --only nginx/ --vars docker/nginx-vars.yml
     python3 deploy/render.py --list
     python3 deploy/render.py --root /rendered --write-vars /rendered/etc/channels-stack/deploy-vars.yml
+    python3 deploy/render.py --vars docker/deploy-vars.yml --get app_project_dir
 """
 
 from __future__ import annotations
@@ -87,6 +88,17 @@ def dump_vars(variables: dict) -> str:
     return header + yaml.safe_dump(public, default_flow_style=False, sort_keys=True)
 
 
+def get_scalar(variables: dict, name: str) -> str:
+    """The resolved variable `name` as text, for a shell (docker/up.sh); RenderError when it is not
+    defined or is a list or mapping."""
+    if name not in variables:
+        raise RenderError(f"--get {name}: no such variable (deploy/defaults.yml defines them)")
+    value = variables[name]
+    if isinstance(value, list | dict):
+        raise RenderError(f"--get {name}: a {type(value).__name__}, not a scalar")
+    return str(value)
+
+
 def templates(only: list[str] | None = None) -> list[Path]:
     found = sorted(DEPLOY_DIR.rglob("*.j2"))
     if only:
@@ -131,12 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="one variable")
     parser.add_argument("--only", action="append", metavar="PREFIX", help="only templates under PREFIX (nginx/)")
     parser.add_argument("--list", action="store_true", help="print template -> destination and exit")
+    parser.add_argument("--get", metavar="NAME", help="print one resolved variable (a scalar) and exit")
     parser.add_argument("--write-vars", type=Path, metavar="FILE", help="also write the resolved variables (YAML)")
     args = parser.parse_args(argv)
-    if not args.list and args.root is None:
-        parser.error("--root or --list is required")
+    if not args.list and args.get is None and args.root is None:
+        parser.error("--root, --list or --get is required")
     try:
         variables = load_vars(args.vars, args.set)
+        if args.get is not None:
+            print(get_scalar(variables, args.get))
+            return 0
         rendered = render_all(variables, args.only)
     except RenderError as exc:
         print(f"render.py: {exc}", file=sys.stderr)

@@ -88,6 +88,15 @@ mapfile -t services < <(active_services)
 python3 deploy/local_ca.py issue --ca-dir .tls --out "${TLS_DIR:-.tls/channels-stack}" --key-mode 0644 \
   --vars docker/deploy-vars.yml --vars "${EXTRA_VARS:-docker/no-vars.yml}" >/dev/null
 
+# The project the app image is built from (README "Use it for your project"): app_project_dir and
+# app_requirements of the same variables, handed to docker-compose.yml's build arguments.
+deploy_var() {
+  python3 deploy/render.py --vars docker/deploy-vars.yml --vars "${EXTRA_VARS:-docker/no-vars.yml}" --get "$1"
+}
+APP_PROJECT_DIR=$(deploy_var app_project_dir)
+APP_REQUIREMENTS=$(deploy_var app_requirements)
+export APP_PROJECT_DIR APP_REQUIREMENTS
+
 "${compose[@]}" build
 # `up` itself waits for the dependencies' health (depends_on: service_healthy) and fails when one
 # turns unhealthy; the loop below then reports which one.

@@ -17,6 +17,7 @@ Only PyYAML is needed (Debian's python3-yaml or the venv), so `make up` needs no
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +42,7 @@ FIXED_IN_COMPOSE = {
     "app_user": "docker/Dockerfile creates the user `channels` and runs as it",
     "app_group": "docker/Dockerfile creates the group `channels`",
     "app_code_dir": _PATHS,
+    "app_tools_dir": _PATHS,
     "app_venv": _PATHS,
     "app_config_dir": _PATHS,
     "app_data_dir": _PATHS,
@@ -91,6 +93,36 @@ def _kind(value) -> str:
     return type(value).__name__
 
 
+def _shape_problems(name: str, value) -> list[str]:
+    """What is wrong with the value of a project variable (README "Use it for your project") beyond
+    its kind: the checks of the Ansible roles' argument_specs and asserts, for the compose images."""
+    if name == "worker_channels":
+        problems = []
+        for n, item in enumerate(value):
+            where = f"worker_channels[{n}]"
+            if not isinstance(item, dict) or set(item) - {"channel", "processes", "program"}:
+                problems.append(f"{where}: expected a mapping of channel, processes and program (optional)")
+            elif not isinstance(item.get("channel"), str) or not item["channel"]:
+                problems.append(f"{where}: channel must be a channel name")
+            elif type(item.get("processes")) is not int or item["processes"] < 1:
+                problems.append(f"{where}: processes must be a whole number, 1 or more")
+        return problems
+    if name == "app_extra_environment":
+        return [
+            f"app_extra_environment: {key}={value!r}: a name of letters, digits and _; no quotes, newlines or %"
+            for key, value in value.items()
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key)) or re.search(r"[\"'\n%]", str(value))
+        ]
+    paths = ("app_project_dir", "app_requirements")
+    if name in paths and (value.startswith("/") or ".." in value.split("/") or not (ROOT / value).exists()):
+        return [f"{name}: {value!r} is not a path inside the repository (the build context)"]
+    if name == "app_health_path" and not value.startswith("/"):
+        return [f"{name}: {value!r} must be a path starting with /"]
+    if name == "app_ws_health_path" and not value.startswith("/ws/"):
+        return [f"{name}: {value!r} must be a path under /ws/ (Nginx sends /ws/ to Daphne)"]
+    return []
+
+
 def check(path: Path) -> dict:
     """Return the variables of `path` after checking them against deploy/defaults.yml.
 
@@ -112,6 +144,8 @@ def check(path: Path) -> dict:
         if value is not None and not derived and _kind(value) != expected:
             problems.append(f"{name}: expected a {expected} like the default {defaults[name]!r}, got {value!r}")
             continue
+        if value is not None:
+            problems.extend(_shape_problems(name, value))
         if name in FIXED_IN_COMPOSE and value != compose[name]:
             problems.append(
                 f"{name}: the compose stack cannot change it ({FIXED_IN_COMPOSE[name]}); "

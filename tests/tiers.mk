@@ -39,6 +39,20 @@ FAULTS_ARTIFACTS ?= artifacts/faults
 FAULTS_PYTEST_ARGS ?=
 SCAN_PYTEST_ARGS ?=
 
+# example tier (issue 13): the chat example (examples/chat) deployed by its variables alone, on a compose
+# stack (images tagged EXAMPLE_IMAGE_TAG, never `make up`'s) and a test host of its own.
+EXAMPLE_VARS ?= examples/chat/deploy-vars.yml
+EXAMPLE_COMPOSE_PROJECT ?= channels-stack-example
+EXAMPLE_HTTP_PORT ?= 8085
+EXAMPLE_HTTPS_PORT ?= 8086
+EXAMPLE_IMAGE_TAG ?= example
+EXAMPLE_VM_CONTAINER ?= channels-stack-example-vm
+EXAMPLE_VM_HTTP_PORT ?= 8087
+EXAMPLE_VM_HTTPS_PORT ?= 8088
+EXAMPLE_TARGETS ?= compose vm
+EXAMPLE_ARTIFACTS ?= artifacts/example
+EXAMPLE_PYTEST_ARGS ?=
+
 # The cluster (issue 11): five test hosts on a private network, ansible/inventories/local-cluster.
 # `make cluster` publishes the load balancer on 127.0.0.1:8082; the tier uses its own names, network
 # and port, and talks to the load balancer's private address.
@@ -53,7 +67,7 @@ CLUSTER_TEST_VARS ?= tests/cluster/cluster-vars.yml
 CLUSTER_ARTIFACTS ?= artifacts/cluster
 CLUSTER_PYTEST_ARGS ?=
 
-.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-scan test-stacks cluster cluster-destroy test-cluster
+.PHONY: docker-prepare vm vm-destroy test-compose test-vm test-faults test-scan test-stacks test-example cluster cluster-destroy test-cluster
 
 # The tiers that run tests/scan need sslyze's virtualenv (the Makefile's SCAN_STAMP).
 test-compose test-vm test-scan test-stacks: $(SCAN_STAMP)
@@ -94,6 +108,13 @@ test-faults: compose-prepare $(VENV_STAMP) ## Faults tier: kill, stop, reload, r
 	  VM_CONTAINER=$(FAULTS_VM_CONTAINER) VM_HTTP_PORT=$(FAULTS_VM_HTTP_PORT) VM_HTTPS_PORT=$(FAULTS_VM_HTTPS_PORT) VM_VARS= \
 	  ARTIFACTS_DIR=$(FAULTS_ARTIFACTS) \
 	  $(TIER_PYTEST) tests/faults $(addprefix --target ,$(FAULTS_TARGETS)) --fresh $(FAULTS_PYTEST_ARGS)
+
+test-example: compose-prepare $(VENV_STAMP) ## Example tier: the chat example (examples/chat) on fresh compose and VM stacks; routing, health, restart, Redis outage
+	COMPOSE="$(COMPOSE)" E2E_COMPOSE_PROJECT=$(EXAMPLE_COMPOSE_PROJECT) E2E_HTTP_PORT=$(EXAMPLE_HTTP_PORT) \
+	  E2E_HTTPS_PORT=$(EXAMPLE_HTTPS_PORT) EXTRA_VARS=$(EXAMPLE_VARS) IMAGE_TAG=$(EXAMPLE_IMAGE_TAG) \
+	  VM_CONTAINER=$(EXAMPLE_VM_CONTAINER) VM_HTTP_PORT=$(EXAMPLE_VM_HTTP_PORT) VM_HTTPS_PORT=$(EXAMPLE_VM_HTTPS_PORT) \
+	  VM_VARS=$(EXAMPLE_VARS) ARTIFACTS_DIR=$(EXAMPLE_ARTIFACTS) \
+	  $(TIER_PYTEST) tests/example $(addprefix --target ,$(EXAMPLE_TARGETS)) --fresh --durations=10 $(EXAMPLE_PYTEST_ARGS)
 
 # scanner tier (tests/scan): gixy, hadolint, the containers' limits, lynis on the test host, and the
 # units' `systemd-analyze security` (tests/vm/test_sandbox.py, which the VM tier runs too), on a fresh

@@ -64,8 +64,24 @@ PY
     ;;
 esac
 
+# The project's settings module and extra environment (app_settings_module, app_extra_environment),
+# for migrate below and every program (supervisor's programs.conf sets them too), values given in the
+# environment winning; and migrate's arguments (app_migrate_args, split like a shell's words). Read
+# by Python: YAML may quote a value.
+eval "$(python - <<'PY'
+import os, shlex, yaml
+variables = yaml.safe_load(open("/etc/channels-stack/deploy-vars.yml"))
+environment = {"DJANGO_SETTINGS_MODULE": variables["app_settings_module"], **variables["app_extra_environment"]}
+for key, value in environment.items():
+    if key not in os.environ:
+        print(f"export {key}={shlex.quote(str(value))}")
+print("migrate_args=(" + " ".join(map(shlex.quote, shlex.split(variables["app_migrate_args"]))) + ")")
+PY
+)"
+
 cd /srv/channels-stack/current/app
-# Under a lock (board's migrate): replicas starting together (--scale app=3) migrate one at a time.
-# The db service may still be starting: wait for it rather than restart in a loop.
-python manage.py migrate --noinput --wait-for-database 60
+# The board's migrate takes a lock (replicas starting together, --scale app=3, migrate one at a time)
+# and waits for a db service still starting rather than restart in a loop.
+# shellcheck disable=SC2154 # set by the eval above
+python manage.py migrate "${migrate_args[@]}"
 exec "$@"

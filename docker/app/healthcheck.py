@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Healthcheck of the app container: Gunicorn's /healthz and every Daphne process's /ws/healthz
-answer 200 with {"status": "ok"}.
+"""Healthcheck of the app container: Gunicorn's health path (app_health_path, /healthz) and every
+Daphne process's (app_ws_health_path, /ws/healthz) answer 200 with {"status": "ok"}.
 
 The ports come from the deploy variables the image was rendered with (DEPLOY_VARS, written by
 deploy/render.py --write-vars at build time): gunicorn_port, and daphne_base_port + n for each of
-daphne_processes. So `make up VARS=...` may change them, and no port is repeated in
+daphne_processes, and the two health paths. So `make up VARS=...` may change them, and no port is repeated in
 docker-compose.yml. URLs given as arguments are checked instead (by hand, or another layout).
 The check covers the WSGI and the ASGI side and, through their checks, the database and Redis.
 Exit 0 when all are healthy, 1 otherwise with one line per failure (shown by `docker inspect`).
@@ -29,8 +29,8 @@ def urls_from(variables: dict) -> list[str]:
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (compared, not bound)
     daphnes = [variables["daphne_base_port"] + n for n in range(variables["daphne_processes"])]
     return [
-        f"http://{host}:{variables['gunicorn_port']}/healthz",
-        *(f"http://{host}:{port}/ws/healthz" for port in daphnes),
+        f"http://{host}:{variables['gunicorn_port']}{variables['app_health_path']}",
+        *(f"http://{host}:{port}{variables['app_ws_health_path']}" for port in daphnes),
     ]
 
 

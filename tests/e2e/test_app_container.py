@@ -35,7 +35,8 @@ def test_program_is_running_as_the_app_user(app_host, target, deployed_program):
 
 
 def test_supervisor_runs_as_many_daphnes_and_workers_as_the_variables_say(target, supervisor):
-    """Tests that supervisor runs exactly daphne_processes Daphne and worker_processes worker programs."""
+    """Tests that supervisor runs exactly daphne_processes Daphne programs and the worker programs that
+    worker_channels asks for."""
     status = supervisor.status()
     running = {group: sorted(n for n in status if n.startswith(f"{group}:")) for group in ("daphne", "worker")}
 

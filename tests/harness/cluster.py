@@ -92,7 +92,7 @@ class ClusterTarget(Target):
     # --- life -------------------------------------------------------------------------------------
     def up(self) -> None:
         self.down()
-        self.app_source = snapshot_source(self.cluster)
+        self.app_source = snapshot_source(self.cluster, self.variables)
         self.provision()
 
     def provision(self) -> None:

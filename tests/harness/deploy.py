@@ -73,8 +73,18 @@ def daphne_ports(variables: dict) -> tuple[int, ...]:
 
 
 def workers(variables: dict) -> tuple[str, ...]:
-    """The worker programs (group:name) of worker_processes."""
-    return tuple(f"worker:worker-{n}" for n in range(variables["worker_processes"]))
+    """The worker programs (group:name) of worker_channels: <program>:<program>-N for each channel's
+    processes, program defaulting to worker-<channel>, as deploy/supervisor/programs.conf.j2 has it."""
+    names = []
+    for worker in variables["worker_channels"]:
+        program = worker.get("program", f"worker-{worker['channel']}")
+        names.extend(f"{program}:{program}-{n}" for n in range(worker["processes"]))
+    return tuple(names)
+
+
+def health_paths(variables: dict) -> tuple[str, str]:
+    """Gunicorn's and Daphne's health paths (app_health_path, app_ws_health_path)."""
+    return variables["app_health_path"], variables["app_ws_health_path"]
 
 
 def programs(variables: dict) -> tuple[str, ...]:

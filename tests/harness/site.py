@@ -14,13 +14,15 @@ WS_OPEN_TIMEOUT = 10
 HEALTH_PATHS = ("/healthz", "/ws/healthz")
 
 
-def unhealthy_probes(base_url: str, timeout: float = HTTP_TIMEOUT) -> dict[str, str]:
-    """The health probes (HEALTH_PATHS: Gunicorn's /healthz, Daphne's /ws/healthz, through Nginx) that
-    do not answer 200 "ok", each with what it answered instead (status and body, or the error); {}
-    when both tiers are healthy. `timeout` in seconds per probe."""
+def unhealthy_probes(
+    base_url: str, timeout: float = HTTP_TIMEOUT, paths: tuple[str, ...] = HEALTH_PATHS
+) -> dict[str, str]:
+    """The health probes through Nginx (`paths`: app_health_path and app_ws_health_path, by default the
+    board's /healthz and /ws/healthz) that do not answer 200 "ok", each with what it answered instead
+    (status and body, or the error); {} when both tiers are healthy. `timeout` in seconds per probe."""
     verify = ca_file() if base_url.startswith("https://") else True
     failing = {}
-    for path in HEALTH_PATHS:
+    for path in paths:
         try:
             response = requests.get(base_url + path, timeout=timeout, verify=verify)
         except requests.RequestException as exc:
@@ -31,9 +33,10 @@ def unhealthy_probes(base_url: str, timeout: float = HTTP_TIMEOUT) -> dict[str, 
     return failing
 
 
-def healthy(base_url: str, timeout: float = HTTP_TIMEOUT) -> bool:
-    """True when both tiers (Gunicorn's /healthz, Daphne's /ws/healthz) answer 200 "ok" through Nginx."""
-    return not unhealthy_probes(base_url, timeout)
+def healthy(base_url: str, timeout: float = HTTP_TIMEOUT, paths: tuple[str, ...] = HEALTH_PATHS) -> bool:
+    """True when both tiers (Gunicorn's and Daphne's health paths, app_health_path and
+    app_ws_health_path, by default the board's) answer 200 "ok" through Nginx."""
+    return not unhealthy_probes(base_url, timeout, paths)
 
 
 class Site:
@@ -94,8 +97,8 @@ class Site:
 
     def healthy(self) -> bool:
         """True when both tiers answer their health probe through Nginx."""
-        return healthy(self.base_url)
+        return self.target.healthy()
 
     def unhealthy_probes(self) -> dict[str, str]:
-        """The failing health probes with their answers (see unhealthy_probes); {} when healthy."""
-        return unhealthy_probes(self.base_url)
+        """The failing health probes with their answers (Target.unhealthy_probes); {} when healthy."""
+        return self.target.unhealthy_probes()

@@ -105,8 +105,8 @@ class VmTarget(Target):
         start_test_host(self.container, publish=publish)
 
     def snapshot_source(self) -> Path:
-        """Copies app/ and requirements.txt to build/vm-source-<container>/: the version under test."""
-        return snapshot_source(self.container)
+        """Copies the project and its lock file to build/vm-source-<container>/: the version under test."""
+        return snapshot_source(self.container, self.variables)
 
     def up(self) -> None:
         self.down()
@@ -321,12 +321,15 @@ def run_playbook(
     return PlaybookRun(result.returncode, result.stdout + result.stderr, time.monotonic() - start, host)
 
 
-def snapshot_source(name: str) -> Path:
-    """Copies app/ and requirements.txt to build/vm-source-<name>/ and returns it: the release under
-    test, so edits made while the tests run cannot make a "new release" mid-test."""
+def snapshot_source(name: str, variables: dict) -> Path:
+    """Copies the project (app_project_dir) and its lock file (app_requirements) of `variables` to
+    build/vm-source-<name>/, at the same relative paths, and returns it: the release under test, so
+    edits made while the tests run cannot make a "new release" mid-test."""
     snapshot = deploy.REPO / "build" / f"vm-source-{name}"
     shutil.rmtree(snapshot, ignore_errors=True)
     snapshot.mkdir(parents=True)
-    shutil.copytree(deploy.REPO / "app", snapshot / "app", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(deploy.REPO / "requirements.txt", snapshot / "requirements.txt")
+    project, requirements = variables["app_project_dir"], variables["app_requirements"]
+    shutil.copytree(deploy.REPO / project, snapshot / project, ignore=shutil.ignore_patterns("__pycache__"))
+    (snapshot / requirements).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(deploy.REPO / requirements, snapshot / requirements)
     return snapshot

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("compose_vars", REPO / "docker" / "vars.py")
@@ -117,3 +118,17 @@ def test_staged_variables_reach_the_rendered_nginx_site(tmp_path):
 def test_the_bench_profile_is_valid_vars():
     """Tests that bench/profile.yml passes the same check as a user's VARS file."""
     assert compose_vars.check(REPO / "bench" / "profile.yml")
+
+
+def test_compose_build_arg_fallbacks_are_the_deploy_defaults():
+    """Tests that docker-compose.yml's APP_PROJECT_DIR and APP_REQUIREMENTS fallbacks (for compose run by
+    hand; docker/up.sh sets both from the variables) are deploy/defaults.yml's, for every image."""
+    defaults = yaml.safe_load((REPO / "deploy" / "defaults.yml").read_text())
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    expected = {
+        "APP_PROJECT_DIR": f"${{APP_PROJECT_DIR:-{defaults['app_project_dir']}}}",
+        "APP_REQUIREMENTS": f"${{APP_REQUIREMENTS:-{defaults['app_requirements']}}}",
+    }
+    for name, service in services.items():
+        args = service["build"]["args"]
+        assert {key: args.get(key) for key in expected} == expected, name

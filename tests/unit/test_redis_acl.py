@@ -3,6 +3,7 @@ what channels-redis and the health checks use, on the channel layers' keys and c
 real redis-server started from the rendered templates alone (the rest of the unit tier runs the app
 as that user, which proves it is enough)."""
 
+import asyncio
 import shlex
 import socket
 import subprocess
@@ -82,6 +83,29 @@ def test_app_user_may_run_what_the_queue_layer_and_health_checks_send(app_client
     assert app_client.eval("return redis.call('ZCOUNT', ARGV[1], '-inf', '+inf')", 0, "channels-stack:probe") == 1
     assert app_client.bzpopmin("channels-stack:probe", timeout=1) == (b"channels-stack:probe", b"m", 1.0)
     assert app_client.publish("channels-stack__group__board", "x") == 0
+
+
+def test_queue_layer_groups_work_with_the_app_users_commands(acl_redis):
+    """Tests that channels-redis' queue layer (RedisChannelLayer, what most projects use for groups)
+    can group_add, group_send and receive as the app user: its transaction and scripts are allowed."""
+    from channels_redis.core import RedisChannelLayer
+
+    port, user = acl_redis
+
+    async def round_trip() -> dict:
+        layer = RedisChannelLayer(
+            hosts=[{"address": f"redis://{user}:{PASSWORD}@127.0.0.1:{port}/0"}], prefix="channels-stack"
+        )
+        channel = await layer.new_channel()
+        await layer.group_add("room", channel)
+        await layer.group_send("room", {"type": "chat.message", "text": "hi"})
+        try:
+            return await asyncio.wait_for(layer.receive(channel), 5)
+        finally:
+            await layer.group_discard("room", channel)
+            await layer.close_pools()
+
+    assert asyncio.run(round_trip()) == {"type": "chat.message", "text": "hi"}
 
 
 def test_default_user_cannot_log_in(acl_redis):

@@ -145,7 +145,7 @@ def test_daphne_and_supervisor_get_the_limits_from_the_deploy_variables(tmp_path
     size = DEFAULTS["daphne_ws_max_message_size"]
     assert f"--websocket-max-message-size {size} --websocket-max-frame-size {size}" in daphne
     rate, burst = DEFAULTS["daphne_ws_post_rate"], DEFAULTS["daphne_ws_post_burst"]
-    assert f'environment = PYTHONUNBUFFERED="1",WS_POST_RATE="{rate}",WS_POST_BURST="{burst}"' in daphne
+    assert f',WS_POST_RATE="{rate}",WS_POST_BURST="{burst}"\n' in daphne
 
 
 @pytest.fixture

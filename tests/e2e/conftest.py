@@ -5,9 +5,8 @@
 from __future__ import annotations
 
 import pytest
-import testinfra
 
-from .stack import AppLog, NginxLog, Site, Supervisor, wait_until
+from .stack import AppLog, NginxLog
 
 # Every program RUNNING and both tiers healthy through Nginx again, after a test stopped or killed some.
 RECOVERY_SECONDS = 40
@@ -25,13 +24,13 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture
 def site(target):
     """The site through Nginx with a CSRF-ready session."""
-    return Site(target)
+    return target.site()
 
 
 @pytest.fixture
 def app_host(target):
     """testinfra host of the container or machine that runs supervisord."""
-    return testinfra.get_host(target.host_spec())
+    return target.app_host()
 
 
 @pytest.fixture
@@ -51,13 +50,7 @@ def nginx_log(target):
 
 
 @pytest.fixture
-def supervisor(target, app_host):
+def supervisor(target):
     """supervisorctl on the target; after the test every program is RUNNING and the site healthy again."""
-    supervisor = Supervisor(app_host, target.supervisorctl)
-    yield supervisor
-    status = supervisor.status()
-    stopped = [name for name in target.programs if name not in status or status[name].state != "RUNNING"]
-    if stopped:
-        supervisor.start(*stopped)
-    wait_until(target.all_running, RECOVERY_SECONDS, "every program RUNNING after the test")
-    wait_until(Site(target).healthy, RECOVERY_SECONDS, "site healthy through Nginx after the test")
+    yield target.supervisor()
+    target.restore_programs(RECOVERY_SECONDS)

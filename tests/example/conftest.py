@@ -6,10 +6,6 @@ with --target compose --target vm --fresh, EXTRA_VARS and VM_VARS naming example
 from __future__ import annotations
 
 import pytest
-import testinfra
-from harness.programs import Supervisor
-from harness.site import Site
-from harness.waiting import wait_until
 
 # Every program RUNNING and both tiers healthy through Nginx again, after a test stopped or killed some.
 RECOVERY_SECONDS = 60
@@ -27,23 +23,17 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture
 def site(target):
     """The chat site through Nginx (GET / sets the CSRF cookie Site wants)."""
-    return Site(target)
+    return target.site()
 
 
 @pytest.fixture
 def app_host(target):
     """testinfra host of the container or machine that runs supervisord."""
-    return testinfra.get_host(target.host_spec())
+    return target.app_host()
 
 
 @pytest.fixture
-def supervisor(target, app_host):
+def supervisor(target):
     """supervisorctl on the target; after the test every program is RUNNING and the site healthy again."""
-    supervisor = Supervisor(app_host, target.supervisorctl)
-    yield supervisor
-    status = supervisor.status()
-    stopped = [name for name in target.programs if name not in status or status[name].state != "RUNNING"]
-    if stopped:
-        supervisor.start(*stopped)
-    wait_until(target.all_running, RECOVERY_SECONDS, "every program RUNNING after the test")
-    wait_until(target.healthy, RECOVERY_SECONDS, "site healthy through Nginx after the test")
+    yield target.supervisor()
+    target.restore_programs(RECOVERY_SECONDS)

@@ -239,6 +239,18 @@ class Target:
         status = self.supervisor().status()
         return all(name in status and status[name].state == "RUNNING" for name in self.programs)
 
+    def restore_programs(self, timeout: float) -> None:
+        """After a test that stopped or killed programs: start every program of self.programs that is
+        not RUNNING, then wait (up to `timeout` seconds each) until all are RUNNING and both tiers are
+        healthy through Nginx; TimedOut otherwise."""
+        supervisor = self.supervisor()
+        status = supervisor.status()
+        stopped = [name for name in self.programs if name not in status or status[name].state != "RUNNING"]
+        if stopped:
+            supervisor.start(*stopped)
+        wait_until(self.all_running, timeout, "every program RUNNING after the test")
+        wait_until(self.healthy, timeout, "site healthy through Nginx after the test")
+
     def whole(self) -> bool:
         """Every program RUNNING and both tiers healthy through Nginx."""
         states = self.program_states()

@@ -16,7 +16,7 @@ import testinfra
 
 from . import deploy
 from .programs import STAT_FIELDS, ProgramState, Supervisor, app_processes, parse_status, processes
-from .site import Site, healthy, unhealthy_probes
+from .site import Site, unhealthy_probes
 from .waiting import wait_until
 
 # Every program RUNNING and the site healthy again (a reboot, a stack brought up again).
@@ -214,7 +214,7 @@ class Target:
 
     def healthy(self) -> bool:
         """Both tiers healthy through Nginx (the variables' health paths)."""
-        return healthy(self.base_url, paths=deploy.health_paths(self.variables))
+        return not self.unhealthy_probes()
 
     def unhealthy_probes(self) -> dict[str, str]:
         """The variables' health paths that do not answer 200 "ok" through Nginx, each with its answer."""

@@ -229,6 +229,8 @@ def plot(results: dict, path: Path) -> Path:
             axis.legend(fontsize=8)
         else:
             axis.bar(positions, values, color=colors)
+            if key == "requests_per_s":
+                axis.set_yscale("log")  # from the posts alone (WebSocket) to a poll per client per period
         axis.set_xticks(list(positions), labels, fontsize=7)
         axis.set_title(title, fontsize=9)
         axis.set_ylabel(unit)

@@ -132,7 +132,11 @@ def check_programs() -> str:
 
 
 def health_checks() -> dict:
-    checks = {"database": check_database, "channel_layer": check_channel_layer}
+    """The checks /healthz runs, by name: the database, Redis (not in deploy_mode wsgi: no channel
+    layer there) and, under supervisor, that no program is FATAL."""
+    checks = {"database": check_database}
+    if services.uses_channel_layer():
+        checks["channel_layer"] = check_channel_layer
     # supervisor tells its programs where it listens; outside supervisor there is nothing to ask.
     if "SUPERVISOR_SERVER_URL" in os.environ:
         checks["programs"] = check_programs

@@ -38,9 +38,9 @@ import yaml
 from bench import machine, transport_report
 from bench.counters import CounterError
 from bench.pollers import LONGPOLL_PATH
+from bench.poster import Poster
 from bench.procs import Sampler, wait_quiet
-from bench.receivers import TRANSPORTS, worker_count_default
-from bench.scenario import fanout
+from bench.receivers import TRANSPORTS, ReceiverPool, worker_count_default
 from bench.targets import ComposeStack, TargetError
 from bench.transport_run import transport_run
 
@@ -192,13 +192,24 @@ def settle(stack: ComposeStack) -> None:
     log(f"  quiet after {waited} s")
 
 
+def warm_up(stack: ComposeStack, transport: str, run: str, clients: int = 20, posts: int = 5) -> None:
+    """Not recorded: `clients` clients of `transport` and `posts` posts, so the first run does not pay
+    for the fresh stack's imports, caches and connection pools."""
+    poster = Poster(stack.site, run, 5.0, posts)
+    after = poster.latest_id()
+    with ReceiverPool(stack.endpoint, 1, transport=transport, poll_period=0.5, wait_timeout=5) as pool:
+        pool.connect(clients, after)
+        pool.arm(run)
+        pool.expect(run, poster.run()["posted"], 10)
+
+
 def run_mode(args: argparse.Namespace, mode: str, project: str, run_id: str, results: dict) -> None:
     stack = ComposeStack(shlex.split(args.compose), project)
     results["stacks"][mode] = stack.how
-    # Not recorded: the first sockets and posts of a fresh stack pay for imports and pools.
-    log(f"{mode}: warm-up, 20 sockets and 5 posts")
-    fanout(stack, 20, run=f"{run_id}-{mode}-warmup", receivers=1, rate=5.0, posts=5, drain_timeout=10)
-    for _, transport in plan([mode], args.transports):
+    runs = plan([mode], args.transports)
+    log(f"{mode}: warm-up, 20 clients of {runs[0][1]} and 5 posts (not recorded)")
+    warm_up(stack, runs[0][1], f"{run_id}-{mode}-warmup")
+    for _, transport in runs:
         if transport == "longpoll":
             missing = longpoll_offered(stack)
             if missing:

@@ -8,7 +8,10 @@ reconnects after any close with ``?after=<last id it has>`` after a jittered bac
 attempt n waits 0.5 s × 2^n, capped here at 4 s, times a random 50–100 %; attempt 0 follows a close,
 so a socket dropped with the others comes back 0.25–0.5 s later, never in the same instant), so a
 reconnect storm is measured with the same code. `concurrency` caps the handshakes in flight per
-worker during connect() only; reconnects are not capped (a browser has no such cap).
+worker during connect() only; reconnects are not capped (a browser has no such cap). With
+`transport` "poll" or "longpoll" the clients poll over HTTP instead (bench.pollers.PollClient, the
+transport comparison's), with the same accounting; `requests` and `request_failures` in expect()'s
+answer count their requests since arm() (0 for WebSocket clients).
 
 Accounting is by the bench text's (run, seq) (bench.protocol): per client the set of seqs seen
 (a second delivery of a seq to one client is a duplicate); per worker every delivery's latency

@@ -63,7 +63,7 @@ class PollClient(Client):
         base = f"http://{endpoint.address}:{endpoint.port}"
         after = self.last_id or 0
         if self.long:
-            return f"{base}{LONGPOLL_PATH}?after={after}&timeout={self.wait_timeout:g}"
+            return f"{base}{LONGPOLL_PATH}?after={after}&timeout={int(self.wait_timeout)}"
         return f"{base}{POLL_PATH}?after={after}"
 
     async def poll_once(self, session: aiohttp.ClientSession) -> bool:
@@ -128,7 +128,8 @@ class PollClient(Client):
                     if not self.settled.is_set():
                         self.first_failure = reason
                         self.settled.set()
-                    await asyncio.sleep(backoff(attempt))
+                    # board.js: a failed short poll waits at least its period, a long poll the backoff.
+                    await asyncio.sleep(backoff(attempt) if self.long else max(self.period, backoff(attempt)))
                     attempt += 1
                     continue
                 attempt = 0

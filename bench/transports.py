@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="seconds of updates per run (default 60; --quick 10)")
     parser.add_argument("--rate", type=float, default=1.0, help="updates per second (default 1)")
     parser.add_argument("--poll-period", type=float, default=2.0, help="short polling: seconds between polls (2)")
-    parser.add_argument("--wait-timeout", type=float, default=25.0, help="long polling: the server's wait (25 s)")
+    parser.add_argument("--wait-timeout", type=int, default=25, help="long polling: the server's wait (25 s)")
     parser.add_argument("--drain-timeout", type=float, help="seconds to wait for the last updates (30; --quick 15)")
     parser.add_argument("--quick", action="store_true", help="a smoke: 50 clients, 10 s")
     parser.add_argument("--receivers", type=int, default=worker_count_default(), help="client processes")

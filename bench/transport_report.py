@@ -159,10 +159,17 @@ def summary(results: dict) -> str:
         if run is None:
             continue
         f, x = figures(run), ratios(run, base)
+        # Why, in a clause: what each polling transport pays by design (its requests), not a measurement.
+        why = (
+            "a request and an answer per update per client"
+            if transport == "longpoll"
+            else "a request per client per period, updates or not; its latency is the period's: half of it on "
+            "average, up to all of it"
+        )
         sentences.append(
-            f"{transport_name(transport, period).capitalize()} cost {_num(f['requests_per_s'])} requests/s, "
-            f"{_num(f['bytes_per_update'])} bytes per update per client (×{x['bytes_per_update'] or 0:.3g}) and "
-            f"×{x['cpu_s'] or 0:.3g} the CPU, at {_num(f['p50'])} ms p50 / {_num(f['p99'])} ms p99 latency."
+            f"{transport_name(transport, period).capitalize()} cost {_num(f['requests_per_s'])} requests/s "
+            f"({why}), {_num(f['bytes_per_update'])} bytes per update per client (×{x['bytes_per_update'] or 0:.3g}) "
+            f"and ×{x['cpu_s'] or 0:.3g} the CPU, at {_num(f['p50'])} ms p50 / {_num(f['p99'])} ms p99 latency."
         )
     for mode in ("asgi", "wsgi"):
         runs = [r for r in results["runs"] if r["mode"] == mode]

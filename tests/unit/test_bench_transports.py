@@ -273,7 +273,8 @@ def test_the_summary_is_written_from_the_figures(sample):
     """Tests that the paragraph quotes the runs' figures and ratios, mode by mode, and the skipped run."""
     text = transport_report.summary(sample)
     assert "WebSocket delivered each update with 40 ms p50 latency for 250 bytes" in text
-    assert "Short polling every 2 s cost 501 requests/s, 750 bytes per update per client (×3) and ×4 the CPU" in text
+    assert "Short polling every 2 s cost 501 requests/s (a request per client per period" in text
+    assert "750 bytes per update per client (×3) and ×4 the CPU, at 1,000 ms p50 / 2,100 ms p99 latency" in text
     assert "In wsgi: short polling every 2 s ×3 of the baseline's CPU (×0.75 of the same transport in split)" in text
     assert "Long polling in asgi was not measured: HTTP 404." in text
 

@@ -142,6 +142,23 @@ def _find(results: dict, mode: str, transport: str) -> dict | None:
     return next((r for r in results["runs"] if r["mode"] == mode and r["transport"] == transport), None)
 
 
+def failure_clause(run: dict) -> str:
+    """What went wrong in a run, for the summary ("" when nothing did): clients that never connected,
+    failed requests by reason, deliveries missing at the deadline, duplicates."""
+    parts = []
+    if run["failed"]:
+        parts.append(f"{run['failed']:,} of {run['clients']:,} clients never connected")
+    failures = run.get("request_failures") or {}
+    if failures:
+        reasons = ", ".join(f"{n:,} {reason}" for reason, n in sorted(failures.items(), key=lambda kv: -kv[1]))
+        parts.append(f"{sum(failures.values()):,} requests failed ({reasons})")
+    if run["lost"]:
+        parts.append(f"{run['lost']:,} of {run['expected']:,} deliveries missing at the deadline")
+    if run["duplicates"]:
+        parts.append(f"{run['duplicates']:,} shown twice")
+    return "; ".join(parts)
+
+
 def summary(results: dict) -> str:
     """One paragraph of what the figures say, written from them (so it stays true when they change)."""
     base = baseline_run(results)
@@ -186,6 +203,11 @@ def summary(results: dict) -> str:
                 + f", {_num(run['latency_ms']['p50'])} ms p50"
             )
         sentences.append(f"In {mode}: " + "; ".join(parts) + ".")
+    for run in results["runs"]:
+        trouble = failure_clause(run)
+        if trouble:
+            name = transport_name(run["transport"], period).capitalize()
+            sentences.append(f"{name} in {run['mode']} did not carry the load: {trouble}.")
     for skipped in results.get("skipped", []):
         sentences.append(
             f"{transport_name(skipped['transport'], period).capitalize()} in {skipped['mode']} was not measured: "

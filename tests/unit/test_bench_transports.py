@@ -244,6 +244,7 @@ def _run(mode, transport, requests_per_s, per_update, cpu, p50, p99):
         "cpu_s_total": cpu,
         "latency_ms": {"p50": p50, "p99": p99},
         "lost": 0,
+        "expected": 60000,
         "duplicates": 0,
         "loadgen": {"cpu_s_total": 3.0, "busiest_core_share": 0.2},
     }
@@ -277,6 +278,16 @@ def test_the_summary_is_written_from_the_figures(sample):
     assert "750 bytes per update per client (×3) and ×4 the CPU, at 1,000 ms p50 / 2,100 ms p99 latency" in text
     assert "In wsgi: short polling every 2 s ×3 of the baseline's CPU (×0.75 of the same transport in split)" in text
     assert "Long polling in asgi was not measured: HTTP 404." in text
+    assert "did not carry the load" not in text
+
+
+def test_the_summary_names_failed_requests_and_missing_deliveries(sample):
+    """Tests that a run with failed requests and missing deliveries is said not to have carried the load."""
+    sample["runs"][1] |= {"request_failures": {"HTTP 500": 7, "timeout": 2}, "lost": 5, "expected": 60000}
+    assert (
+        "Short polling every 2 s in split did not carry the load: 9 requests failed (7 HTTP 500, 2 timeout); "
+        "5 of 60,000 deliveries missing at the deadline." in transport_report.summary(sample)
+    )
 
 
 def test_the_report_files_and_readme_section_are_written(sample, tmp_path):

@@ -78,9 +78,10 @@ def one_line(run: dict) -> str:
 
 
 HEADER = (
-    "| mode | transport | clients open (failed) | requests/s | bytes / update / client (Nginx ↔ app) "
-    "| server CPU s | latency p50 / p99 ms | missing / dup | failed requests | load-gen CPU s (busiest) |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| mode | transport | clients open (failed) | updates posted (failed) | requests/s "
+    "| bytes / update / client (Nginx ↔ app) | server CPU s | latency p50 / p99 ms | missing / dup "
+    "| failed requests | load-gen CPU s (busiest) |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -94,6 +95,7 @@ def table(results: dict) -> str:
         failed = sum(run["request_failures"].values())
         rows.append(
             f"| {run['mode']} | {transport_name(run['transport'], period)} | {run['open']:,} ({run['failed']}) "
+            f"| {run['updates']['ok']} ({run['updates']['asked'] - run['updates']['ok']}) "
             f"| {_with_ratio(f['requests_per_s'], x['requests_per_s'], 1)} "
             f"| {_with_ratio(f['bytes_per_update'], x['bytes_per_update'])} "
             f"({_num(b['upstream_per_update_per_client'])}) "
@@ -105,7 +107,7 @@ def table(results: dict) -> str:
     for skipped in results.get("skipped", []):
         rows.append(
             f"| {skipped['mode']} | {transport_name(skipped['transport'], period)} "
-            f"| not run: {skipped['reason']} | | | | | | | |"
+            f"| not run: {skipped['reason']} | | | | | | | | |"
         )
     return "\n".join(rows)
 
@@ -138,6 +140,11 @@ NOTES = (
 )
 
 
+def _ran(results: dict) -> list[str]:
+    stacks = results.get("stacks", {})
+    return [m for m in results["settings"].get("modes", []) if m in stacks] or sorted(stacks)
+
+
 def _find(results: dict, mode: str, transport: str) -> dict | None:
     return next((r for r in results["runs"] if r["mode"] == mode and r["transport"] == transport), None)
 
@@ -146,6 +153,12 @@ def failure_clause(run: dict) -> str:
     """What went wrong in a run, for the summary ("" when nothing did): clients that never connected,
     failed requests by reason, deliveries missing at the deadline, duplicates."""
     parts = []
+    updates = run["updates"]
+    if updates["ok"] < updates["asked"]:
+        parts.append(
+            f"{updates['asked'] - updates['ok']:,} of {updates['asked']:,} updates were not posted (the poster's "
+            "POST failed), so its per-update figures divide by the rest"
+        )
     if run["failed"]:
         parts.append(f"{run['failed']:,} of {run['clients']:,} clients never connected")
     failures = run.get("request_failures") or {}
@@ -220,7 +233,8 @@ def markdown(results: dict, image: str | None = "transports.png") -> str:
     parts = [
         machine_line(results),
         "",
-        "\n".join(f"- **{mode}**: {how}" for mode, how in results.get("stacks", {}).items()),
+        # In the order the modes ran (the JSON's keys are sorted).
+        "\n".join(f"- **{mode}**: {results['stacks'][mode]}" for mode in _ran(results)),
         "",
         table(results),
         "",
@@ -234,6 +248,7 @@ def markdown(results: dict, image: str | None = "transports.png") -> str:
 
 
 COLORS = {"websocket": "tab:blue", "longpoll": "tab:orange", "poll": "tab:green"}
+SHORT = {"websocket": "WebSocket", "longpoll": "long poll", "poll": "short poll"}
 
 
 def plot(results: dict, path: Path) -> Path:
@@ -244,20 +259,22 @@ def plot(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     runs = results["runs"]
-    labels = [f"{r['mode']}\n{NAMES.get(r['transport'], r['transport'])}" for r in runs]
+    labels = [f"{r['mode']}\n{SHORT.get(r['transport'], r['transport'])}" for r in runs]
     colors = [COLORS.get(r["transport"], "tab:grey") for r in runs]
+    # Hatched: a run that did not carry the load (failure_clause), whose figures are not the transport's.
+    hatches = ["//" if failure_clause(r) else "" for r in runs]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     for axis, (key, title, unit) in zip(axes.flat, FIGURES, strict=True):
         positions = range(len(runs))
         values = [figures(r)[key] or 0 for r in runs]
         if key == "p50":
             p99 = [figures(r)["p99"] or 0 for r in runs]
-            axis.bar(positions, p99, color=colors, alpha=0.35, label="p99")
-            axis.bar(positions, values, color=colors, label="p50")
+            axis.bar(positions, p99, color=colors, alpha=0.35, label="p99", hatch=hatches)
+            axis.bar(positions, values, color=colors, label="p50", hatch=hatches)
             axis.set_yscale("log")
             axis.legend(fontsize=8)
         else:
-            axis.bar(positions, values, color=colors)
+            axis.bar(positions, values, color=colors, hatch=hatches)
             if key == "requests_per_s":
                 axis.set_yscale("log")  # from the posts alone (WebSocket) to a poll per client per period
         axis.set_xticks(list(positions), labels, fontsize=7)
@@ -267,7 +284,8 @@ def plot(results: dict, path: Path) -> Path:
     m, s = results["machine"], results["settings"]
     fig.suptitle(
         f"{s['clients']:,} clients, 1 update / {1 / s['rate']:g} s for {s['seconds']:g} s; {m['cores']} cores "
-        f"({m['cpu']}), load {m['load_average_at_start'][0]} at start, {results['started']}",
+        f"({m['cpu']}), load {m['load_average_at_start'][0]} at start, {results['started']}\n"
+        "hatched: the run did not carry the load (failed requests or posts, missing updates)",
         fontsize=9,
     )
     fig.tight_layout()

@@ -238,6 +238,7 @@ def _run(mode, transport, requests_per_s, per_update, cpu, p50, p99):
         "clients": 1000,
         "open": 1000,
         "failed": 0,
+        "updates": {"asked": 60, "ok": 60, "failed": {}},
         "requests": {"per_s": requests_per_s},
         "request_failures": {},
         "bytes": {"per_update_per_client": per_update, "upstream_per_update_per_client": per_update / 2},
@@ -265,8 +266,9 @@ def sample() -> dict:
 def test_the_table_gives_each_figure_with_its_ratio_to_websocket_in_split(sample):
     """Tests that each row shows its figures with the ratio to split WebSocket, and skipped runs say why."""
     table = transport_report.table(sample)
-    assert "| split | WebSocket | 1,000 (0) | 1.0 (×1) | 250 (×1) (125) | 20.0 (×1) | 40 (×1) / 200 (×1) |" in table
-    assert "| split | short polling every 2 s | 1,000 (0) | 501.0 (×501) | 750 (×3) (375) | 80.0 (×4) |" in table
+    websocket = "| split | WebSocket | 1,000 (0) | 60 (0) | 1.0 (×1) | 250 (×1) (125) | 20.0 (×1) | 40 (×1) / 200 (×1)"
+    polling = "| split | short polling every 2 s | 1,000 (0) | 60 (0) | 501.0 (×501) | 750 (×3) (375) | 80.0 (×4) |"
+    assert websocket in table and polling in table
     assert "| asgi | long polling | not run: HTTP 404 |" in table
 
 
@@ -284,8 +286,10 @@ def test_the_summary_is_written_from_the_figures(sample):
 def test_the_summary_names_failed_requests_and_missing_deliveries(sample):
     """Tests that a run with failed requests and missing deliveries is said not to have carried the load."""
     sample["runs"][1] |= {"request_failures": {"HTTP 500": 7, "timeout": 2}, "lost": 5, "expected": 60000}
+    sample["runs"][1]["updates"] = {"asked": 60, "ok": 58, "failed": {"HTTP 500": 2}}
     assert (
-        "Short polling every 2 s in split did not carry the load: 9 requests failed (7 HTTP 500, 2 timeout); "
+        "Short polling every 2 s in split did not carry the load: 2 of 60 updates were not posted (the poster's "
+        "POST failed), so its per-update figures divide by the rest; 9 requests failed (7 HTTP 500, 2 timeout); "
         "5 of 60,000 deliveries missing at the deadline." in transport_report.summary(sample)
     )
 

@@ -26,7 +26,7 @@ JOB_SECONDS = 60
 def test_the_mode_runs_its_programs_and_no_others(target):
     """Tests that supervisor runs exactly the mode's programs (plus the fatal-retry listener), all RUNNING."""
     status = target.supervisor().status()
-    assert sorted(status) == sorted(target.programs), status
+    assert sorted(status) == sorted([*target.programs, "fatal-retry"]), status
     assert {state.state for state in status.values()} == {"RUNNING"}, status
     names = {name.split(":")[0] for name in status}
     assert ("gunicorn" in names) == (target.mode != "asgi")

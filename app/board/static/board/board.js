@@ -140,8 +140,11 @@
   // Long polling: the next request as soon as an answer came (it waited on the server).
   async function longPoll(attempt, failures, worked) {
     let answer = null;
+    // The first request, and the first after a failure, does not wait: its answer says at once
+    // whether long polling works, and the indicator can say so.
+    const wait = worked && attempt === 0 ? LONGPOLL_TIMEOUT_S : 0;
     try {
-      answer = await getJson("/api/messages/wait?after=" + lastId + "&timeout=" + LONGPOLL_TIMEOUT_S);
+      answer = await getJson("/api/messages/wait?after=" + lastId + "&timeout=" + wait);
     } catch (err) {
       answer = null; // the network failed, or the proxy cut the request
     }

@@ -3,19 +3,17 @@ unit tier's real Redis behind it (and a throwaway one for an outage)."""
 
 import asyncio
 import json
-import threading
 import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import HttpCommunicator
+from channels.db import database_sync_to_async
 from django.test import AsyncClient, Client
 from layer_settings import channel_layers_at
 from test_redis_outage import throwaway_redis  # noqa: F401 (a fixture the tests use)
 
 from board import longpoll, services, views
 from board.models import Message
-from config.asgi import application
 
 # Also run on PostgreSQL (make test-unit: UNIT_DATABASE=postgresql -m postgresql).
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
@@ -102,7 +100,7 @@ async def test_wait_gets_every_message_after_the_id_when_the_broadcast_skips_one
     last = (await post("seen already"))["id"]
     waiting = asyncio.create_task(timed_get(WAIT, after=last, timeout=30))
     await parked(watch)
-    silent = await sync_to_async(Message.objects.create)(text="stored, never broadcast")
+    silent = await database_sync_to_async(Message.objects.create)(text="stored, never broadcast")
     loud = await post("broadcast")
     response, _ = await waiting
     assert [m["id"] for m in response.json()["messages"]] == [silent.id, loud["id"]]
@@ -252,22 +250,3 @@ def test_broadcast_answer_is_the_list_answer_for_one_message():
     broadcast = longpoll.Broadcast.from_event(services.board_event(message))
     assert broadcast.id == message.id
     assert json.loads(broadcast.body) == services.messages_page(message.id - 1, views.BOARD_PAGE_SIZE)
-
-
-async def test_parked_requests_through_the_asgi_application_hold_no_thread_each(watch):
-    """Tests that 40 long polls parked in the ASGI application Daphne runs (config.asgi) add no thread
-    per request (Django's handler would start one each: config/parked_http.py), and all get the next
-    message."""
-    last = (await post("seen already"))["id"]
-    threads_before = threading.active_count()
-    path = f"/api/messages/wait?after={last}&timeout=30"
-    polls = [HttpCommunicator(application, "GET", path, headers=[(b"host", b"localhost")]) for _ in range(40)]
-    waiting = [asyncio.create_task(poll.get_response(timeout=40)) for poll in polls]
-    await parked(watch, 40)
-    # New threads: the event loop's pool for database reads and the one thread-sensitive thread, a
-    # few in all; Django's own handler would add one per parked request.
-    assert threading.active_count() - threads_before < 10
-    message = await post("for all forty")
-    for response in await asyncio.gather(*waiting):
-        assert response["status"] == 200
-        assert json.loads(response["body"]) == {"messages": [message], "has_more": False}

@@ -182,5 +182,12 @@ def messages_after(after: int, limit: int) -> list[Message]:
     return list(Message.objects.filter(id__gt=after).order_by("id")[:limit])
 
 
+def messages_page(after: int, limit: int) -> dict:
+    """GET /api/messages' answer, also the long poll's: `{"messages": [as_json, ...], "has_more": bool}`,
+    the first `limit` messages with id > after in id order; has_more when more were stored."""
+    page = messages_after(after, limit + 1)
+    return {"messages": [m.as_json() for m in page[:limit]], "has_more": len(page) > limit}
+
+
 def latest_messages(count: int) -> list[Message]:
     return list(reversed(Message.objects.order_by("-id")[:count]))

@@ -27,9 +27,11 @@ What a thousand parked requests cost, and why one subscription per process (Boar
 - Database reads run on the event loop's thread pool (thread_sensitive=False), whose few
   long-lived threads keep their connections (CONN_MAX_AGE, checked before reuse), instead of the
   request's own thread, which would open and drop a connection per request.
-- What remains per parked request is Django's: its ASGI handler gives every request a thread of its
-  own for the sync middleware (asgiref ThreadSensitiveContext), idle while the request is parked.
-  README "Long polling" gives the measured cost.
+- No thread per parked request: Django's ASGI handler would give every request an OS thread of its
+  own for the sync middleware (asgiref ThreadSensitiveContext), held until the request ends; about
+  490 parked requests exhausted the compose app container's pids_limit. config/parked_http.py serves
+  this path without that context. What a parked request costs is then an asyncio task, a future,
+  its socket and Django's request object (README "Falling back to polling" gives the measurement).
 
 When the layer loses Redis it puts "channel_layer.disconnect" on every channel of the process
 (config/channel_layer.py): BoardWatch then wakes every parked request, which reads the database and

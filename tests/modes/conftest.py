@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+# The browser tests' Chromium (with the local CA trusted), the e2e tier's own fixtures.
+from e2e.test_browser import browser, browser_home  # noqa: F401
+
 # Per test, setup and teardown included: a job of a few steps, a poll loop of a few seconds.
-MODES_TEST_TIMEOUT = 120
+MODES_TEST_TIMEOUT = 180
 
 
 def pytest_collection_modifyitems(items):

@@ -1,6 +1,7 @@
 """Each deploy mode on each target (README "Deploy modes"): the programs the mode runs and no others,
 Nginx's routing, the page, posting and reading back, live updates the mode's way (WebSocket where
-Daphne runs, short polling in wsgi), and a job run to the end by the mode's workers.
+Daphne runs, short polling in wsgi), long polling where Daphne runs (404 in wsgi), and a job run to
+the end by the mode's workers. test_modes_browser.py: the page itself in Chromium.
 
 `make test-modes` runs this once per mode (asgi, wsgi) against fresh stacks; split is the e2e tiers'
 (`make test-compose`, `make test-vm`), and these tests hold for it too (`--target compose` on `make up`).
@@ -26,7 +27,7 @@ JOB_SECONDS = 60
 def test_the_mode_runs_its_programs_and_no_others(target):
     """Tests that supervisor runs exactly the mode's programs (plus the fatal-retry listener), all RUNNING."""
     status = target.supervisor().status()
-    assert sorted(status) == sorted(target.programs), status
+    assert sorted(status) == sorted([*target.programs, "fatal-retry"]), status
     assert {state.state for state in status.values()} == {"RUNNING"}, status
     names = {name.split(":")[0] for name in status}
     assert ("gunicorn" in names) == (target.mode != "asgi")
@@ -152,3 +153,19 @@ def _until_ready(socket) -> dict:
         if frame["type"] == "ready":
             return frame
     raise AssertionError("no ready frame within 10 s")
+
+
+def test_long_polling_is_answered_by_daphne_and_refused_in_wsgi(site, target):
+    """Tests GET /api/messages/wait: where Daphne runs it waits and answers with no messages after its
+    timeout; in wsgi (Gunicorn only) it answers 404 with the contract's error at once."""
+    last_id = site.post_message(f"before the wait {uuid.uuid4().hex[:8]}")["id"]
+    started = time.monotonic()
+    response = site.get(f"/api/messages/wait?after={last_id}&timeout=1")
+    waited = time.monotonic() - started
+    if target.mode == "wsgi":
+        assert response.status_code == 404
+        assert response.json() == {"error": "long polling needs the ASGI server (deploy_mode split or asgi)"}
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json() == {"messages": [], "has_more": False}
+        assert waited >= 1, f"answered after {waited:.2f} s, before its 1 s timeout"

@@ -246,3 +246,46 @@ def test_each_mode_has_a_vars_file_for_the_modes_tier(mode):
     path = REPO / "docker" / "modes" / f"{mode}-vars.yml"
     checker = load_module("docker_vars", REPO / "docker" / "vars.py")
     assert checker.check(path)["deploy_mode"] == mode
+
+
+def test_the_roles_refuse_an_unknown_mode_and_take_the_three(tmp_path):
+    """Tests that the app, nginx and supervisor roles' argument_specs refuse deploy_mode grpc, naming the
+    choices, and accept split, asgi and wsgi (Ansible's own validate_argument_spec)."""
+    roles = ("app", "nginx", "supervisor")
+    specs = {
+        role: yaml.safe_load((REPO / "ansible" / "roles" / role / "meta" / "argument_specs.yml").read_text())[
+            "argument_specs"
+        ]["main"]["options"]["deploy_mode"]
+        for role in roles
+    }
+    tasks = [
+        {
+            "name": f"Validate {role} with {mode}",
+            "ansible.builtin.validate_argument_spec": {
+                "argument_spec": {"deploy_mode": specs[role]},
+                "provided_arguments": {"deploy_mode": mode},
+            },
+            "ignore_errors": True,
+        }
+        for role in roles
+        for mode in ("grpc", *MODES)
+    ]
+    playbook = tmp_path / "validate.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [str(bin_dir / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "ANSIBLE_STDOUT_CALLBACK": "json", "HOME": str(tmp_path)},
+        check=False,
+        timeout=120,
+    )
+    (play,) = json.loads(result.stdout[result.stdout.index("{") :])["plays"]
+    outcome = {task["task"]["name"]: task["hosts"]["localhost"] for task in play["tasks"]}
+    for role in roles:
+        refused = outcome[f"Validate {role} with grpc"]
+        assert refused.get("failed"), refused
+        assert "deploy_mode must be one of: split, asgi, wsgi" in refused["msg"] + str(refused.get("errors")), refused
+        for mode in MODES:
+            assert not outcome[f"Validate {role} with {mode}"].get("failed"), outcome[f"Validate {role} with {mode}"]

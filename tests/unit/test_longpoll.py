@@ -7,6 +7,7 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.test import AsyncClient, Client
 from layer_settings import channel_layers_at
 from test_redis_outage import throwaway_redis  # noqa: F401 (a fixture the tests use)
@@ -99,7 +100,7 @@ async def test_wait_gets_every_message_after_the_id_when_the_broadcast_skips_one
     last = (await post("seen already"))["id"]
     waiting = asyncio.create_task(timed_get(WAIT, after=last, timeout=30))
     await parked(watch)
-    silent = await sync_to_async(Message.objects.create)(text="stored, never broadcast")
+    silent = await database_sync_to_async(Message.objects.create)(text="stored, never broadcast")
     loud = await post("broadcast")
     response, _ = await waiting
     assert [m["id"] for m in response.json()["messages"]] == [silent.id, loud["id"]]

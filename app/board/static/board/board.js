@@ -30,8 +30,9 @@
   const LONGPOLL_TIMEOUT_S = 25;
   const WS_FAILURES_BEFORE_FALLBACK = 2;
   const LONGPOLL_FAILURES_BEFORE_FALLBACK = 2;
-  // A socket that has not said `ready` this long after it was created counts as failed.
-  const READY_TIMEOUT_MS = 10000;
+  // A socket that has not said `ready` this long after it was created counts as failed: longer than
+  // Nginx holds a handshake over its rate limits (up to ~10 s, README "Handshake limits").
+  const READY_TIMEOUT_MS = 15000;
   const offered = (list.dataset.transports || "websocket longpoll poll").split(/\s+/).filter((name) => name in LABELS);
   // The transport in use: "websocket", "longpoll", "poll", or null when none is left.
   let transport = null;
@@ -140,8 +141,11 @@
   // Long polling: the next request as soon as an answer came (it waited on the server).
   async function longPoll(attempt, failures, worked) {
     let answer = null;
+    // The first request, and the first after a failure, does not wait: its answer says at once
+    // whether long polling works, and the indicator can say so.
+    const wait = worked && attempt === 0 ? LONGPOLL_TIMEOUT_S : 0;
     try {
-      answer = await getJson("/api/messages/wait?after=" + lastId + "&timeout=" + LONGPOLL_TIMEOUT_S);
+      answer = await getJson("/api/messages/wait?after=" + lastId + "&timeout=" + wait);
     } catch (err) {
       answer = null; // the network failed, or the proxy cut the request
     }

@@ -7,9 +7,12 @@ WebSocket `/ws/board/?after=<id>`: the stored messages after `id` (none without 
 "id", "text", "created"}`` — the board's frames, so the same receivers read both. HTTP
 ``POST /api/messages`` ``{"text"}`` stores the message in a list and broadcasts it to every open
 socket (websockets.broadcast: one write per socket, no awaiting), answering 201 ``{"id", "text",
-"created"}``. ``GET /`` answers 200 (the poster asks it for a CSRF cookie; there is none). No
-database, no channel layer, no proxy, one process: the floor of what Python does with the same load
-on the same machine.
+"created"}``. ``GET /api/messages?after=<id>`` answers ``{"messages": [...], "has_more"}`` (at most
+50), and ``GET /api/messages/wait?after=<id>&timeout=<s>`` the same at once when there are messages
+after `id`, else when the next is posted or after `timeout` s (an empty list): the board's short
+and long polls (issue 14), for the polling clients' loopback tests. ``GET /`` answers 200 (the
+poster asks it for a CSRF cookie; there is none). No database, no channel layer, no proxy, one
+process: the floor of what Python does with the same load on the same machine.
 
 Binds loopback only. Runs until SIGTERM/SIGINT.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import signal
@@ -33,11 +37,24 @@ class Board:
     def __init__(self):
         self.messages: list[dict] = []
         self.sockets: set[ServerConnection] = set()
+        self.posted = asyncio.Event()  # set and replaced at every post: wakes the long polls
+
+    def page(self, after: int, limit: int = 50) -> dict:
+        found = self.messages[after : after + limit + 1]
+        return {"messages": found[:limit], "has_more": len(found) > limit}
+
+    async def wait(self, after: int, timeout: float) -> dict:
+        if len(self.messages) <= after:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.posted.wait(), timeout)
+        return self.page(after)
 
     def post(self, text: str) -> dict:
         message = {"id": len(self.messages) + 1, "text": text, "created": time.time()}
         self.messages.append(message)
         broadcast(self.sockets, json.dumps({"type": "message", **message}))
+        self.posted.set()
+        self.posted = asyncio.Event()
         return message
 
     async def socket(self, connection: ServerConnection) -> None:
@@ -74,6 +91,13 @@ async def http_client(board: Board, reader: asyncio.StreamReader, writer: asynci
                     status, payload = 201, board.post(str(text))
                 except (ValueError, KeyError, TypeError):
                     status, payload = 400, {"error": 'expected {"text": ...}'}
+            elif method == "GET" and urlsplit(target).path in ("/api/messages", "/api/messages/wait"):
+                query = parse_qs(urlsplit(target).query)
+                after = int(query.get("after", ["0"])[0])
+                if urlsplit(target).path == "/api/messages":
+                    status, payload = 200, board.page(after)
+                else:
+                    status, payload = 200, await board.wait(after, float(query.get("timeout", ["25"])[0]))
             elif method == "GET" and target == "/":
                 status, payload = 200, {"server": "bare"}
             else:

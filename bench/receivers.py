@@ -8,7 +8,10 @@ reconnects after any close with ``?after=<last id it has>`` after a jittered bac
 attempt n waits 0.5 s × 2^n, capped here at 4 s, times a random 50–100 %; attempt 0 follows a close,
 so a socket dropped with the others comes back 0.25–0.5 s later, never in the same instant), so a
 reconnect storm is measured with the same code. `concurrency` caps the handshakes in flight per
-worker during connect() only; reconnects are not capped (a browser has no such cap).
+worker during connect() only; reconnects are not capped (a browser has no such cap). With
+`transport` "poll" or "longpoll" the clients poll over HTTP instead (bench.pollers.PollClient, the
+transport comparison's), with the same accounting; `requests` and `request_failures` in expect()'s
+answer count their requests since arm() (0 for WebSocket clients).
 
 Accounting is by the bench text's (run, seq) (bench.protocol): per client the set of seqs seen
 (a second delivery of a seq to one client is a duplicate); per worker every delivery's latency
@@ -47,6 +50,8 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from bench.protocol import parse_frame, parse_text
 
 BACKOFF_START = 0.5
+# What the clients hold: a board socket (Client), or polls (bench.pollers.PollClient).
+TRANSPORTS = ("websocket", "longpoll", "poll")
 BACKOFF_CAP = 4.0
 
 
@@ -90,8 +95,20 @@ def backoff(attempt: int) -> float:
 class Worker:
     """The clients of one worker process and their accounting (runs inside that process)."""
 
-    def __init__(self, endpoint: Endpoint, reconnect: bool, open_timeout: float, concurrency: int):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        reconnect: bool,
+        open_timeout: float,
+        concurrency: int,
+        transport: str = "websocket",
+        poll_period: float = 2.0,
+        wait_timeout: float = 25.0,
+    ):
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport {transport!r} is not one of {', '.join(TRANSPORTS)}")
         self.endpoint = endpoint
+        self.transport, self.poll_period, self.wait_timeout = transport, poll_period, wait_timeout
         self.reconnect = reconnect
         self.open_timeout = open_timeout
         self.semaphore = asyncio.Semaphore(concurrency)
@@ -108,6 +125,8 @@ class Worker:
         self.duplicates = 0
         self.first_delivery: float | None = None
         self.last_delivery: float | None = None
+        self.requests = 0  # HTTP requests sent by polling clients
+        self.request_failures: Counter[str] = Counter()
 
     def delivered(self, client: Client, seq: int, sent: float) -> None:
         now = time.time()
@@ -124,8 +143,17 @@ class Worker:
             self.first_delivery = now
         self.last_delivery = now
 
+    def new_client(self, after: int | None) -> Client:
+        if self.transport == "websocket":
+            return Client(self, after)
+        from bench.pollers import PollClient  # it builds on Client, defined below
+
+        return PollClient(
+            self, after, long=self.transport == "longpoll", period=self.poll_period, wait_timeout=self.wait_timeout
+        )
+
     async def connect(self, count: int, after: int | None) -> dict:
-        batch = [Client(self, after) for _ in range(count)]
+        batch = [self.new_client(after) for _ in range(count)]
         self.clients.extend(batch)
         first_attempt = time.time()
         for client in batch:
@@ -162,6 +190,8 @@ class Worker:
             "reconnects": sum(c.reconnects for c in counted),
             "first_delivery": self.first_delivery,
             "last_delivery": self.last_delivery,
+            "requests": self.requests,
+            "request_failures": dict(self.request_failures),
         }
 
     def status(self) -> dict:
@@ -342,11 +372,23 @@ class ReceiverPool:
         reconnect: bool = False,
         open_timeout: float = 30.0,
         concurrency: int = 100,
+        transport: str = "websocket",
+        poll_period: float = 2.0,
+        wait_timeout: float = 25.0,
     ):
         if processes < 1:
             raise ValueError("processes must be at least 1")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport {transport!r} is not one of {', '.join(TRANSPORTS)}")
         context = multiprocessing.get_context("spawn")
-        options = {"reconnect": reconnect, "open_timeout": open_timeout, "concurrency": concurrency}
+        options = {
+            "reconnect": reconnect,
+            "open_timeout": open_timeout,
+            "concurrency": concurrency,
+            "transport": transport,
+            "poll_period": poll_period,
+            "wait_timeout": wait_timeout,
+        }
         self.pipes = []
         self.procs = []
         for _ in range(processes):
@@ -399,6 +441,9 @@ class ReceiverPool:
             for seq, latency in reply["per_seq_max"].items():
                 per_seq_max[seq] = max(latency, per_seq_max.get(seq, latency))
             per_seq_count.update(reply["per_seq_count"])
+        request_failures: Counter[str] = Counter()
+        for reply in replies:
+            request_failures.update(reply["request_failures"])
         firsts = [r["first_delivery"] for r in replies if r["first_delivery"] is not None]
         lasts = [r["last_delivery"] for r in replies if r["last_delivery"] is not None]
         return {
@@ -412,6 +457,8 @@ class ReceiverPool:
             "reconnects": sum(r["reconnects"] for r in replies),
             "first_delivery": min(firsts) if firsts else None,
             "last_delivery": max(lasts) if lasts else None,
+            "requests": sum(r["requests"] for r in replies),
+            "request_failures": dict(request_failures),
         }
 
     def status(self) -> dict:

@@ -57,6 +57,10 @@ FIXED_IN_COMPOSE = {
 }
 
 
+# deploy_mode's values (deploy/defaults.yml); the Ansible roles' argument_specs list the same choices.
+DEPLOY_MODES = ("split", "asgi", "wsgi")
+
+
 class VarsError(Exception):
     """The variables file cannot be used; the message names the file and every problem."""
 
@@ -116,6 +120,8 @@ def _shape_problems(name: str, value) -> list[str]:
     paths = ("app_project_dir", "app_requirements")
     if name in paths and (value.startswith("/") or ".." in value.split("/") or not (ROOT / value).exists()):
         return [f"{name}: {value!r} is not a path inside the repository (the build context)"]
+    if name == "deploy_mode" and value not in DEPLOY_MODES:
+        return [f'deploy_mode: {value!r} is not one of {", ".join(DEPLOY_MODES)} (README "Deploy modes")']
     if name == "app_health_path" and not value.startswith("/"):
         return [f"{name}: {value!r} must be a path starting with /"]
     if name == "app_ws_health_path" and not value.startswith("/ws/"):

@@ -147,3 +147,35 @@ stacks-session-vm:
 	VM_CONTAINER=$(VM_CONTAINER) VM_HTTP_PORT=$(VM_HTTP_PORT) VM_VARS=$(VM_TEST_VARS) \
 	  FAULTS_TABLE=$(FAULTS_ARTIFACTS)/faults-table.md \
 	  $(TIER_PYTEST) tests/e2e tests/vm tests/scan tests/faults --target vm --fresh --durations=20
+
+# deploy modes tier (issue 14): each deploy_mode other than split (the e2e tiers') on a fresh compose
+# stack and test host of its own, built and provisioned with docker/modes/<mode>-vars.yml; one pytest
+# session per mode (the harness brings its two targets up together), the modes one after the other.
+# `make test-modes-asgi` runs one mode. Not part of `make test` (yet).
+MODES ?= asgi wsgi
+MODES_COMPOSE_PREFIX ?= modes
+MODES_VM_PREFIX ?= modes-vm
+MODES_IMAGE_TAG ?= modes
+MODES_HTTP_PORT_asgi ?= 8300
+MODES_HTTP_PORT_wsgi ?= 8301
+MODES_HTTPS_PORT_asgi ?= 8303
+MODES_HTTPS_PORT_wsgi ?= 8304
+MODES_VM_HTTP_PORT_asgi ?= 8306
+MODES_VM_HTTP_PORT_wsgi ?= 8307
+MODES_VM_HTTPS_PORT_asgi ?= 8308
+MODES_VM_HTTPS_PORT_wsgi ?= 8309
+MODES_TARGETS ?= compose vm
+MODES_ARTIFACTS ?= artifacts/modes
+MODES_PYTEST_ARGS ?=
+
+.PHONY: test-modes
+# Every mode runs even when an earlier one failed; the tier fails if any did.
+test-modes: ## Deploy modes tier: asgi and wsgi each on fresh compose and VM stacks; programs, routing, page, posts, updates, a job
+	@status=0; for mode in $(MODES); do $(MAKE) --no-print-directory test-modes-$$mode || status=1; done; exit $$status
+
+test-modes-%: compose-prepare $(VENV_STAMP)
+	COMPOSE="$(COMPOSE)" E2E_COMPOSE_PROJECT=$(MODES_COMPOSE_PREFIX)-$* E2E_HTTP_PORT=$(MODES_HTTP_PORT_$*) \
+	  E2E_HTTPS_PORT=$(MODES_HTTPS_PORT_$*) EXTRA_VARS=docker/modes/$*-vars.yml IMAGE_TAG=$(MODES_IMAGE_TAG) \
+	  VM_CONTAINER=$(MODES_VM_PREFIX)-$* VM_HTTP_PORT=$(MODES_VM_HTTP_PORT_$*) \
+	  VM_HTTPS_PORT=$(MODES_VM_HTTPS_PORT_$*) VM_VARS=docker/modes/$*-vars.yml ARTIFACTS_DIR=$(MODES_ARTIFACTS)/$* \
+	  $(TIER_PYTEST) tests/modes $(addprefix --target ,$(MODES_TARGETS)) --fresh --durations=10 $(MODES_PYTEST_ARGS)

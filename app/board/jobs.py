@@ -4,6 +4,8 @@ Channel delivery is at-most-once, so the database is the source of truth: a work
 taking its lease (one conditional UPDATE), renews the lease on every step, and finishes it only
 while it still holds it. A job whose lease ran out (its worker died, or its message was lost) is
 sent to the workers again by the sweeper, and the next claim resumes from the last saved step.
+In deploy_mode wsgi there is no channel to send on: `manage.py pollworker` (board.poller) asks the
+database for queued jobs and runs them with the same claim and lease.
 """
 
 import asyncio
@@ -69,6 +71,10 @@ def requeue_expired() -> list[int]:
 
 
 async def send_progress(job: Job | dict) -> None:
+    """Send a job's progress to its group; nothing in deploy_mode wsgi, where watchers poll
+    GET /api/jobs/<id> (the saved steps) instead."""
+    if not services.uses_channel_layer():
+        return
     data = job if isinstance(job, dict) else job.as_json()
     try:
         await get_channel_layer().group_send(services.job_group(data["id"]), {"type": "job.progress", **data})

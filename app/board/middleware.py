@@ -6,6 +6,8 @@ import logging
 import re
 import uuid
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -18,16 +20,44 @@ def clean_request_id(value: str | None) -> str:
 
 
 class RequestIdMiddleware:
+    """Sync and async (Django's "sync_and_async_middleware"): under ASGI a sync middleware would run
+    the rest of the request, view included, from a thread it blocks for the request's whole life,
+    one blocked thread per parked long poll (board/longpoll.py)."""
+
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        request.request_id = clean_request_id(request.headers.get("X-Request-ID"))
-        token = request_id_var.set(request.request_id)
+        if self.async_mode:
+            return self.__acall__(request)
+        token = self.start(request)
         try:
             response = self.get_response(request)
         finally:
             request_id_var.reset(token)
+        return self.finish(request, response)
+
+    async def __acall__(self, request):
+        token = self.start(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        return self.finish(request, response)
+
+    @staticmethod
+    def start(request) -> contextvars.Token:
+        request.request_id = clean_request_id(request.headers.get("X-Request-ID"))
+        return request_id_var.set(request.request_id)
+
+    @staticmethod
+    def finish(request, response):
         response["X-Request-ID"] = request.request_id
         return response
 

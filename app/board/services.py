@@ -111,8 +111,16 @@ def validate_steps(value) -> int:
     return value
 
 
+def uses_channel_layer() -> bool:
+    """Whether this deployment has a channel layer: False in deploy_mode wsgi (settings.DEPLOY_MODE),
+    where messages are only stored (browsers poll for them) and jobs only queued in the database
+    (`manage.py pollworker` claims them); True in split and asgi."""
+    return settings.DEPLOY_MODE != "wsgi"
+
+
 def post_message(text) -> Message:
-    """Store a message, then broadcast it to the board once the transaction has committed.
+    """Store a message, then broadcast it to the board once the transaction has committed (not in
+    deploy_mode wsgi: no channel layer, uses_channel_layer()).
 
     Messages commit in id order (board.ordering: one lock per insert on PostgreSQL), which the
     board consumer's "each id once, ascending" relies on. Raises InvalidInput for text the app
@@ -122,7 +130,8 @@ def post_message(text) -> Message:
     with transaction.atomic():
         ordering.lock_message_ids()
         message = Message.objects.create(text=text)
-        transaction.on_commit(lambda: broadcast_message(message))
+        if uses_channel_layer():
+            transaction.on_commit(lambda: broadcast_message(message))
     logger.info("message stored id=%s", message.id)
     return message
 
@@ -148,12 +157,14 @@ def broadcast_message(message: Message) -> None:
 
 
 def create_job(steps) -> Job:
-    """Store a job and hand it to the workers once the transaction has committed."""
+    """Store a job and hand it to the workers once the transaction has committed; in deploy_mode wsgi
+    (no channel layer) it stays queued in the database, where `manage.py pollworker` claims it."""
     steps = validate_steps(steps)
     lease = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
     with transaction.atomic():
         job = Job.objects.create(total=steps, lease_until=lease)
-        transaction.on_commit(lambda: dispatch_job(job.id))
+        if uses_channel_layer():
+            transaction.on_commit(lambda: dispatch_job(job.id))
     logger.info("job queued id=%s steps=%s", job.id, steps)
     return job
 
@@ -169,6 +180,13 @@ def dispatch_job(job_id: int) -> None:
 
 def messages_after(after: int, limit: int) -> list[Message]:
     return list(Message.objects.filter(id__gt=after).order_by("id")[:limit])
+
+
+def messages_page(after: int, limit: int) -> dict:
+    """GET /api/messages' answer, also the long poll's: `{"messages": [as_json, ...], "has_more": bool}`,
+    the first `limit` messages with id > after in id order; has_more when more were stored."""
+    page = messages_after(after, limit + 1)
+    return {"messages": [m.as_json() for m in page[:limit]], "has_more": len(page) > limit}
 
 
 def latest_messages(count: int) -> list[Message]:

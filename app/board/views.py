@@ -6,8 +6,9 @@ import os
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
@@ -15,13 +16,19 @@ from supervisor import childutils
 
 from config.redis_hosts import sync_client
 
-from . import services
+from . import longpoll, services
 from .models import Job
 
 logger = logging.getLogger(__name__)
 
 BOARD_PAGE_SIZE = 50
 API_MAX_LIMIT = 200
+# GET /api/messages/wait's `timeout` in seconds (issue 14's contract): Nginx's proxy_read_timeout for
+# the location is above the maximum (deploy/nginx/channels-stack.conf.j2; tests/unit/test_longpoll.py).
+LONGPOLL_DEFAULT_TIMEOUT = 25
+LONGPOLL_MAX_TIMEOUT = 55
+# What the page may use to stay live, in the order it tries them (board.js), per deploy mode.
+TRANSPORTS = {"split": "websocket longpoll poll", "asgi": "websocket longpoll poll", "wsgi": "poll"}
 
 
 def error(status: int, message: str, **headers) -> JsonResponse:
@@ -67,7 +74,18 @@ def int_param(request, name: str, default: int, low: int, high: int) -> int:
 def board(request):
     messages = services.latest_messages(BOARD_PAGE_SIZE)
     last_id = messages[-1].id if messages else 0
-    return render(request, "board/index.html", {"messages": messages, "last_id": last_id})
+    context = {"messages": messages, "last_id": last_id, "transports": page_transports()}
+    return render(request, "board/index.html", context)
+
+
+def deploy_mode() -> str:
+    """settings.DEPLOY_MODE (split, asgi or wsgi: README "Deploy modes"); split where it is not set."""
+    return getattr(settings, "DEPLOY_MODE", "split")
+
+
+def page_transports() -> str:
+    """The page's data-transports: what this deployment offers, space-separated, preferred first."""
+    return TRANSPORTS[deploy_mode()]
 
 
 def messages(request):
@@ -75,8 +93,7 @@ def messages(request):
         if request.method in SAFE_METHODS:
             after = int_param(request, "after", 0, 0, services.MAX_ID)
             limit = int_param(request, "limit", BOARD_PAGE_SIZE, 1, API_MAX_LIMIT)
-            page = services.messages_after(after, limit + 1)
-            return JsonResponse({"messages": [m.as_json() for m in page[:limit]], "has_more": len(page) > limit})
+            return JsonResponse(services.messages_page(after, limit))
         if request.method == "POST":
             message = services.post_message(read_json_object(request).get("text"))
             return JsonResponse(message.as_json(), status=201)
@@ -85,6 +102,34 @@ def messages(request):
     except RequestDataTooBig:
         return error(413, "request body too large")
     return method_not_allowed([*SAFE_METHODS, "POST"])
+
+
+async def messages_wait(request):
+    """GET /api/messages/wait?after=N[&limit=L][&timeout=S]: long polling (board/longpoll.py).
+
+    Answers like GET /api/messages (same `after` and `limit`) as soon as messages after N are stored,
+    waiting up to `timeout` seconds (default LONGPOLL_DEFAULT_TIMEOUT, 0 to LONGPOLL_MAX_TIMEOUT) for
+    the next one; after the timeout `{"messages": [], "has_more": false}`. Served by Daphne only:
+    under WSGI (Gunicorn, or deploy mode wsgi) 404 at once, so no WSGI worker is ever held. Errors
+    (JSON): 400 bad after/limit/timeout, 405 other than GET/HEAD, 503 when Redis is unreachable.
+    """
+    if not isinstance(request, ASGIRequest) or deploy_mode() == "wsgi":
+        return error(404, "long polling needs the ASGI server (deploy_mode split or asgi)")
+    if request.method not in SAFE_METHODS:
+        return method_not_allowed(SAFE_METHODS)
+    try:
+        after = int_param(request, "after", 0, 0, services.MAX_ID)
+        limit = int_param(request, "limit", BOARD_PAGE_SIZE, 1, API_MAX_LIMIT)
+        timeout = int_param(request, "timeout", LONGPOLL_DEFAULT_TIMEOUT, 0, LONGPOLL_MAX_TIMEOUT)
+    except services.InvalidInput as exc:
+        return error(400, str(exc))
+    try:
+        body = await longpoll.wait_for_messages(after, limit, timeout)
+    except longpoll.LayerUnavailable as exc:
+        logger.warning("long poll refused: %s", exc)
+        unavailable = "long polling is unavailable (the channel layer is unreachable); retry later"
+        return error(503, unavailable, **{"Retry-After": "5"})
+    return HttpResponse(body, content_type="application/json")
 
 
 def jobs(request):
@@ -132,7 +177,11 @@ def check_programs() -> str:
 
 
 def health_checks() -> dict:
-    checks = {"database": check_database, "channel_layer": check_channel_layer}
+    """The checks /healthz runs, by name: the database, Redis (not in deploy_mode wsgi: no channel
+    layer there) and, under supervisor, that no program is FATAL."""
+    checks = {"database": check_database}
+    if services.uses_channel_layer():
+        checks["channel_layer"] = check_channel_layer
     # supervisor tells its programs where it listens; outside supervisor there is nothing to ask.
     if "SUPERVISOR_SERVER_URL" in os.environ:
         checks["programs"] = check_programs

@@ -26,10 +26,12 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from board.handshake import SameOriginValidator  # noqa: E402
 from board.jobs import JobRunnerConsumer  # noqa: E402
 from board.routing import websocket_urlpatterns  # noqa: E402
+from config.parked_http import ParkedRequestHandler, route_parked  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Long polls without Django's thread per request (config/parked_http.py); the rest as Django does.
+        "http": route_parked(django_asgi_app, ParkedRequestHandler()),
         # A handshake is refused unless its Origin is one an HTTP POST to this site may come from
         # (Django's CSRF origin check: scheme, host and port, or CSRF_TRUSTED_ORIGINS). Channels'
         # AllowedHostsOriginValidator compares host names only, so it is not used.

@@ -43,6 +43,18 @@ def env_number(name: str, default: float) -> float:
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
+# --- Deploy mode (issue 14; deploy/defaults.yml deploy_mode, README "Deploy modes") --------------
+# Which servers run this app: "split" (Gunicorn for HTTP, Daphne for /ws/ and long polling), "asgi"
+# (Daphne for everything) or "wsgi" (Gunicorn alone). In wsgi there is no channel layer at all
+# (CHANNEL_LAYERS below is empty): a posted message is stored and not broadcast (browsers poll
+# GET /api/messages?after=), a job is stored and not sent to a channel (`manage.py pollworker`
+# finds it in the database), and the health probes do not ask Redis. Every program gets DEPLOY_MODE
+# from supervisor's environment (deploy/supervisor/programs.conf.j2).
+DEPLOY_MODES = ("split", "asgi", "wsgi")
+DEPLOY_MODE = os.environ.get("DEPLOY_MODE") or "split"
+if DEPLOY_MODE not in DEPLOY_MODES:
+    raise ImproperlyConfigured(f"DEPLOY_MODE={DEPLOY_MODE!r}: expected one of {', '.join(DEPLOY_MODES)}")
+
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
@@ -147,28 +159,35 @@ REDIS_HOSTS = redis_hosts(
     connect_timeout=2,
     timeout=15,
 )
-CHANNEL_LAYERS = {
-    # Groups (the board, each job's progress): Redis pub/sub, one message per group per Daphne
-    # process instead of one per socket (issue 9). A lost Redis connection sends every consumer
-    # "channel_layer.disconnect", and the sockets are closed with 4503 (config/channel_layer.py).
-    "default": {
-        "BACKEND": "config.channel_layer.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": REDIS_HOSTS, "prefix": "channels-stack", "on_disconnect": "channel_layer.disconnect"},
-    },
-    # The job queue (`runworker jobs`): a message waits in Redis until one worker takes it, which
-    # pub/sub cannot do (a message published while no worker listens is gone; two workers would
-    # both get it).
-    "jobs": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": REDIS_HOSTS, "prefix": "channels-stack"},
-    },
-}
+CHANNEL_LAYERS = (
+    {}
+    if DEPLOY_MODE == "wsgi"
+    else {
+        # Groups (the board, each job's progress): Redis pub/sub, one message per group per Daphne
+        # process instead of one per socket (issue 9). A lost Redis connection sends every consumer
+        # "channel_layer.disconnect", and the sockets are closed with 4503 (config/channel_layer.py).
+        "default": {
+            "BACKEND": "config.channel_layer.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": REDIS_HOSTS, "prefix": "channels-stack", "on_disconnect": "channel_layer.disconnect"},
+        },
+        # The job queue (`runworker jobs`): a message waits in Redis until one worker takes it, which
+        # pub/sub cannot do (a message published while no worker listens is gone; two workers would
+        # both get it).
+        "jobs": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": REDIS_HOSTS, "prefix": "channels-stack"},
+        },
+    }
+)
 # Seconds a job's worker may go silent before another worker takes the job over.
 JOB_LEASE_SECONDS = env_number("JOB_LEASE_SECONDS", 10)
 # Seconds between one job step and the next.
 JOB_STEP_SECONDS = env_number("JOB_STEP_SECONDS", 0.2)
 # How often each worker looks for jobs whose lease ran out.
 JOB_SWEEP_SECONDS = env_number("JOB_SWEEP_SECONDS", 2)
+# deploy_mode wsgi: how often an idle `manage.py pollworker` asks the database for a queued job (a
+# job waits at most this long before a free worker starts it).
+JOB_POLL_SECONDS = env_number("JOB_POLL_SECONDS", 1)
 
 # --- Abuse limits on sockets (board/limits.py) --------------------------------------------------
 # Posts over one board socket: WS_POST_BURST at once, WS_POST_RATE per second sustained; more get an

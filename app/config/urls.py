@@ -11,6 +11,8 @@ from board import views
 urlpatterns = [
     path("", views.board, name="board"),
     path("api/messages", views.messages, name="messages"),
+    # Long polling: Nginx sends it to Daphne (under Gunicorn it answers 404).
+    path("api/messages/wait", views.messages_wait, name="messages-wait"),
     path("api/jobs", views.jobs, name="jobs"),
     path("api/jobs/<int:job_id>", views.job_detail, name="job-detail"),
     path("healthz", views.healthz, name="healthz"),

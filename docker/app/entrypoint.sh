@@ -64,14 +64,19 @@ PY
     ;;
 esac
 
-# The project's settings module and extra environment (app_settings_module, app_extra_environment),
+# The project's settings module, deploy mode and extra environment (app_settings_module, deploy_mode,
+# app_extra_environment),
 # for migrate below and every program (supervisor's programs.conf sets them too), values given in the
 # environment winning; and migrate's arguments (app_migrate_args, split like a shell's words). Read
 # by Python: YAML may quote a value.
 eval "$(python - <<'PY'
 import os, shlex, yaml
 variables = yaml.safe_load(open("/etc/channels-stack/deploy-vars.yml"))
-environment = {"DJANGO_SETTINGS_MODULE": variables["app_settings_module"], **variables["app_extra_environment"]}
+environment = {
+    "DJANGO_SETTINGS_MODULE": variables["app_settings_module"],
+    "DEPLOY_MODE": variables["deploy_mode"],
+    **variables["app_extra_environment"],
+}
 for key, value in environment.items():
     if key not in os.environ:
         print(f"export {key}={shlex.quote(str(value))}")

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Healthcheck of the app container: Gunicorn's health path (app_health_path, /healthz) and every
-Daphne process's (app_ws_health_path, /ws/healthz) answer 200 with {"status": "ok"}.
+Daphne process's (app_ws_health_path, /ws/healthz) answer 200 with {"status": "ok"}, for the servers
+deploy_mode runs (split: both; asgi: every Daphne process, at both paths, since Nginx sends both there;
+wsgi: Gunicorn alone).
 
 The ports come from the deploy variables the image was rendered with (DEPLOY_VARS, written by
 deploy/render.py --write-vars at build time): gunicorn_port, and daphne_base_port + n for each of
@@ -27,11 +29,14 @@ def urls_from(variables: dict) -> list[str]:
     # The programs bind app_bind_host; a wildcard address is reached on loopback from inside.
     host = variables["app_bind_host"]
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (compared, not bound)
+    mode = variables.get("deploy_mode", "split")
     daphnes = [variables["daphne_base_port"] + n for n in range(variables["daphne_processes"])]
-    return [
-        f"http://{host}:{variables['gunicorn_port']}{variables['app_health_path']}",
-        *(f"http://{host}:{port}{variables['app_ws_health_path']}" for port in daphnes),
-    ]
+    gunicorn = [f"http://{host}:{variables['gunicorn_port']}{variables['app_health_path']}"]
+    daphne_paths = [variables["app_ws_health_path"]]
+    if mode == "asgi":
+        daphne_paths.append(variables["app_health_path"])
+    daphne = [f"http://{host}:{port}{path}" for port in daphnes for path in daphne_paths]
+    return {"split": gunicorn + daphne, "asgi": daphne, "wsgi": gunicorn}[mode]
 
 
 def problem(url: str) -> str | None:

@@ -1,9 +1,10 @@
 """Live updates end to end: HTTP posts reach WebSocket clients on every Daphne process through
-Redis, and jobs run by the workers report their progress over WebSocket."""
+Redis, and long polls parked on them; jobs run by the workers report their progress over WebSocket."""
 
 import contextlib
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -104,3 +105,22 @@ def test_idle_socket_stays_open_and_still_receives_messages(site):
 
     assert idle == []
     assert (frame["type"], frame["id"], frame["text"]) == ("message", message["id"], message["text"])
+
+
+def test_long_polls_parked_through_nginx_all_get_the_next_message_at_once(site, target):
+    """Tests that long polls waiting through Nginx (spread over the Daphne processes by least_conn) each
+    answer with a message posted meanwhile, within seconds, not at their timeout."""
+    last = site.post_message(f"before the long polls {uuid.uuid4().hex[:8]}")["id"]
+    polls = 2 * len(target.daphne_ports)
+    url = site.url(f"/api/messages/wait?after={last}&timeout=30")
+    with ThreadPoolExecutor(polls) as pool:
+        waiting = [pool.submit(site.http.get, url, timeout=45) for _ in range(polls)]
+        time.sleep(2)  # parked: each has read the database and waits
+        assert not any(poll.done() for poll in waiting), "a long poll answered before anything was posted"
+        posted = time.monotonic()
+        message = site.post_message(f"to the long polls {uuid.uuid4().hex[:8]}")
+        answers = [poll.result() for poll in waiting]
+        seconds = time.monotonic() - posted
+    assert [answer.status_code for answer in answers] == [200] * polls
+    assert all(answer.json() == {"messages": [message], "has_more": False} for answer in answers), answers[0].text
+    assert seconds < 10

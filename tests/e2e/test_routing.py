@@ -14,13 +14,16 @@ from .stack import read_until_ready
     ],
 )
 def test_stopping_one_tier_breaks_only_the_routes_it_serves(site, supervisor, stopped, page_answers, socket_opens):
-    """Tests that with Daphne stopped / still answers and /ws/ fails, and with Gunicorn stopped the reverse."""
+    """Tests that with Daphne stopped / still answers and /ws/ and the long poll fail, and with Gunicorn
+    stopped the reverse."""
     supervisor.stop(stopped)
 
     page = site.get("/")
     api = site.get("/api/messages?limit=1")
+    long_poll = site.get("/api/messages/wait?after=0&timeout=0")
     assert (page.status_code == 200) is page_answers, f"GET / -> {page.status_code}"
     assert (api.status_code == 200) is page_answers, f"GET /api/messages -> {api.status_code}"
+    assert (long_poll.status_code == 200) is socket_opens, f"GET /api/messages/wait -> {long_poll.status_code}"
 
     if socket_opens:
         with site.websocket("/ws/board/") as socket:

@@ -67,8 +67,32 @@ def deploy_vars(kind: str) -> dict:
     return loaders[kind]()
 
 
+def mode(variables: dict) -> str:
+    """The deploy_mode of the variables: "split", "asgi" or "wsgi" (README "Deploy modes")."""
+    return variables.get("deploy_mode", "split")
+
+
+def has_gunicorn(variables: dict) -> bool:
+    """Whether the mode runs Gunicorn (split, wsgi), as deploy/supervisor/programs.conf.j2 has it."""
+    return mode(variables) in ("split", "wsgi")
+
+
+def has_daphne(variables: dict) -> bool:
+    """Whether the mode runs Daphne processes (split, asgi)."""
+    return mode(variables) in ("split", "asgi")
+
+
+def http_interface(variables: dict) -> str:
+    """Which interface answers pages, the API and app_health_path through Nginx: "asgi" (Daphne) in
+    deploy_mode asgi, else "wsgi" (Gunicorn); /healthz's "interface" field says the same."""
+    return "asgi" if mode(variables) == "asgi" else "wsgi"
+
+
 def daphne_ports(variables: dict) -> tuple[int, ...]:
-    """One port per Daphne process: daphne_base_port + n, as deploy/supervisor/programs.conf.j2 has it."""
+    """One port per Daphne process: daphne_base_port + n, as deploy/supervisor/programs.conf.j2 has it;
+    none in deploy_mode wsgi."""
+    if not has_daphne(variables):
+        return ()
     return tuple(variables["daphne_base_port"] + n for n in range(variables["daphne_processes"]))
 
 
@@ -82,16 +106,21 @@ def workers(variables: dict) -> tuple[str, ...]:
     return tuple(names)
 
 
-def health_paths(variables: dict) -> tuple[str, str]:
-    """Gunicorn's and Daphne's health paths (app_health_path, app_ws_health_path)."""
-    return variables["app_health_path"], variables["app_ws_health_path"]
+def health_paths(variables: dict) -> tuple[str, ...]:
+    """The health paths Nginx serves in the variables' mode: app_health_path (Gunicorn's; Daphne's in
+    asgi) and app_ws_health_path (Daphne's), the latter not in wsgi (no Daphne: 404)."""
+    paths = (variables["app_health_path"], variables["app_ws_health_path"])
+    return paths if has_daphne(variables) else paths[:1]
 
 
 def programs(variables: dict) -> tuple[str, ...]:
-    """Every supervisor program (group:name) the variables make the stack run."""
-    return ("gunicorn", *(f"daphne:daphne-{port}" for port in daphne_ports(variables)), *workers(variables))
+    """Every supervisor program (group:name) the variables make the stack run (the mode decides
+    whether Gunicorn and the Daphne processes are among them)."""
+    gunicorn = ("gunicorn",) if has_gunicorn(variables) else ()
+    return (*gunicorn, *(f"daphne:daphne-{port}" for port in daphne_ports(variables)), *workers(variables))
 
 
 def app_ports(variables: dict) -> tuple[int, ...]:
-    """Gunicorn's port, then each Daphne's."""
-    return (variables["gunicorn_port"], *daphne_ports(variables))
+    """Gunicorn's port (when the mode runs it), then each Daphne's."""
+    gunicorn = (variables["gunicorn_port"],) if has_gunicorn(variables) else ()
+    return (*gunicorn, *daphne_ports(variables))

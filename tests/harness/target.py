@@ -144,6 +144,16 @@ class Target:
         return self.base_url
 
     @property
+    def mode(self) -> str:
+        """deploy_mode of the variables: "split", "asgi" or "wsgi" (which servers run)."""
+        return deploy.mode(self.variables)
+
+    @property
+    def http_interface(self) -> str:
+        """Which interface answers pages, the API and app_health_path: "asgi" or "wsgi" (harness.deploy)."""
+        return deploy.http_interface(self.variables)
+
+    @property
     def app_user(self) -> str:
         return self.variables["app_user"]
 
@@ -213,7 +223,7 @@ class Target:
         return Site(self)
 
     def healthy(self) -> bool:
-        """Both tiers healthy through Nginx (the variables' health paths)."""
+        """Every health path of the mode healthy through Nginx (harness.deploy.health_paths)."""
         return not self.unhealthy_probes()
 
     def unhealthy_probes(self) -> dict[str, str]:

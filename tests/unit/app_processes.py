@@ -67,9 +67,10 @@ class AppProcesses:
         with sqlite3.connect(self.db, timeout=20) as conn:
             return conn.execute("SELECT state, done, total, attempts FROM board_job WHERE id=?", (job_id,)).fetchone()
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self, *command: str) -> subprocess.Popen:
+        """Starts `manage.py <command>` (default: runworker jobs) in a process group of its own."""
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "runworker", "jobs"],
+            [sys.executable, "manage.py", *(command or ("runworker", "jobs"))],
             cwd=APP_DIR,
             env=self.env,
             stdout=subprocess.DEVNULL,

@@ -1,0 +1,26 @@
+"""Fixtures of the deploy modes tier (issue 14, `make test-modes`): one session per mode, on a compose
+stack and a test host brought up together by the harness with docker/modes/<mode>-vars.yml. The mode
+under test is the targets' own deploy_mode (harness.Target.mode), read from those variables."""
+
+from __future__ import annotations
+
+import pytest
+
+# The browser tests' Chromium (with the local CA trusted), the e2e tier's own fixtures.
+from e2e.test_browser import browser, browser_home  # noqa: F401
+
+# Per test, setup and teardown included: a job of a few steps, a poll loop of a few seconds.
+MODES_TEST_TIMEOUT = 180
+
+
+def pytest_collection_modifyitems(items):
+    """A hung test of this tier fails after MODES_TEST_TIMEOUT seconds instead of the global 600."""
+    for item in items:
+        if "tests/modes/" in item.nodeid and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(MODES_TEST_TIMEOUT))
+
+
+@pytest.fixture
+def site(target):
+    """The site through Nginx with a CSRF-ready session (the page loaded once)."""
+    return target.site()

@@ -75,7 +75,7 @@ test-unit: $(VENV_STAMP) ## Unit tier: app against real Redis/SQLite and Postgre
 	$(PYTEST) tests/unit
 	UNIT_DATABASE=postgresql $(PYTEST) tests/unit -m postgresql
 
-test: lint test-unit test-bench test-stacks test-cluster test-example ## Everything CI runs: lint, the unit tier, the bench smoke, the compose, VM, scan and faults tiers (one session per target, at once), the cluster tier, then the example tier
+test: lint test-unit test-bench test-stacks test-cluster test-example test-modes ## Everything CI runs: lint, the unit tier, the bench smoke, the compose, VM, scan and faults tiers (one session per target, at once), the cluster tier, the example tier, then the deploy modes tier
 
 -include docker/compose.mk
 -include tests/tiers.mk

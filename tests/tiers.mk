@@ -151,7 +151,7 @@ stacks-session-vm:
 # deploy modes tier (issue 14): each deploy_mode other than split (the e2e tiers') on a fresh compose
 # stack and test host of its own, built and provisioned with docker/modes/<mode>-vars.yml; one pytest
 # session per mode (the harness brings its two targets up together), the modes one after the other.
-# `make test-modes-asgi` runs one mode. Not part of `make test` (yet).
+# `make test-modes-asgi` runs one mode. The last tier of `make test`.
 MODES ?= asgi wsgi
 MODES_COMPOSE_PREFIX ?= modes
 MODES_VM_PREFIX ?= modes-vm

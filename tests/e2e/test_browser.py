@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 from harness.tls import ca_file
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -26,6 +27,10 @@ CHROMIUM_ARGS = [
 ]
 # Milliseconds a page may take to show what the other did.
 LIVE_TIMEOUT_MS = 15_000
+# Milliseconds a page just loaded may take to go live: board.js gives a socket 15 s to reach ready
+# (READY_TIMEOUT_MS) and then tries again, so a first handshake lost on the way (seen once under load:
+# it never reached Nginx) is the second attempt's to make good, as it would be for a user.
+FIRST_LIVE_TIMEOUT_MS = 35_000
 # The indicator (#connection) of a page that is live, per transport (board.js LABELS).
 LIVE_WS = "live (WebSocket)"
 LIVE_LONGPOLL = "live (long polling)"
@@ -64,11 +69,25 @@ def browser(browser_home, monkeypatch):
         browser.close()
 
 
+def load_page(page, url: str):
+    """page.goto(url) (its Response), loaded again when Chromium dropped the load with
+    net::ERR_NETWORK_CHANGED, at most three tries: Chromium does that when the host's network
+    interfaces change (a container of another stack starting beside the tests), which says nothing
+    about the site. Any other error is raised at once."""
+    for attempt in range(3):
+        try:
+            return page.goto(url, timeout=LIVE_TIMEOUT_MS)
+        except PlaywrightError as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def open_board(browser, target):
     """A board page in its own browser context (its own cookies, like a second user), live over WebSocket."""
     page = browser.new_context(viewport={"width": 1100, "height": 800}).new_page()
-    page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
-    expect(page.locator("#connection")).to_have_text(LIVE_WS, timeout=LIVE_TIMEOUT_MS)
+    load_page(page, target.base_url + "/")
+    expect(page.locator("#connection")).to_have_text(LIVE_WS, timeout=FIRST_LIVE_TIMEOUT_MS)
     return page
 
 
@@ -81,13 +100,13 @@ def test_page_is_served_over_https_and_http2_and_its_sockets_over_wss(browser, t
     page = browser.new_context().new_page()
     sockets = []
     page.on("websocket", lambda socket: sockets.append(socket.url))
-    response = page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
+    response = load_page(page, target.base_url + "/")
     assert response.ok and page.url.startswith("https://")
     details = response.security_details()
     assert details["protocol"] in {"TLS 1.2", "TLS 1.3"}, details
     assert details["issuer"].startswith("channels-stack local CA"), details
     assert page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
-    expect(page.locator("#connection")).to_have_text(LIVE_WS, timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#connection")).to_have_text(LIVE_WS, timeout=FIRST_LIVE_TIMEOUT_MS)
     assert sockets and all(url.startswith("wss://") for url in sockets), sockets
 
 
@@ -142,8 +161,8 @@ def test_board_fits_the_screen_at_phone_and_desktop_width_with_a_500_character_w
     """Tests that after posting one 500-character word the page does not scroll sideways and the post
     form and the jobs column lie within the window, at 390 px and at 1280 px."""
     page = browser.new_context(viewport={"width": width, "height": height}).new_page()
-    page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
-    expect(page.locator("#connection")).to_have_text(LIVE_WS, timeout=LIVE_TIMEOUT_MS)
+    load_page(page, target.base_url + "/")
+    expect(page.locator("#connection")).to_have_text(LIVE_WS, timeout=FIRST_LIVE_TIMEOUT_MS)
     word = ("unbroken" + uuid.uuid4().hex) * 20
     word = word[:500]
 
@@ -232,7 +251,7 @@ def test_page_whose_websockets_fail_falls_back_to_long_polling_and_shows_each_me
     fail_websocket_handshakes(page)
     requests = []
     page.on("request", lambda request: requests.append(request.url))
-    page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
+    load_page(page, target.base_url + "/")
     expect(page.locator("#connection")).to_have_text(LIVE_LONGPOLL, timeout=LIVE_TIMEOUT_MS)
 
     assert_posts_appear_once_in_order(page, site, "long polled")
@@ -253,7 +272,7 @@ def test_page_offered_only_short_polling_polls_every_2_s_and_opens_no_websocket(
     sockets, requests = [], []
     page.on("websocket", lambda socket: sockets.append(socket.url))
     page.on("request", lambda request: requests.append(request.url))
-    page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
+    load_page(page, target.base_url + "/")
     expect(page.locator("#connection")).to_have_text(LIVE_POLL, timeout=LIVE_TIMEOUT_MS)
 
     assert_posts_appear_once_in_order(page, site, "short polled")

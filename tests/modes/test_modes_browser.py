@@ -6,11 +6,12 @@ and a job started on the page finishes."""
 from __future__ import annotations
 
 from e2e.test_browser import (
+    FIRST_LIVE_TIMEOUT_MS,
     LIVE_POLL,
-    LIVE_TIMEOUT_MS,
     LIVE_WS,
     assert_a_job_finishes,
     assert_posts_appear_once_in_order,
+    load_page,
 )
 from playwright.sync_api import expect
 
@@ -26,9 +27,9 @@ def test_page_goes_live_the_way_the_mode_offers_and_shows_posts_and_a_job(browse
     page = browser.new_context().new_page()
     sockets = []
     page.on("websocket", lambda socket: sockets.append(socket.url))
-    page.goto(target.base_url + "/", timeout=LIVE_TIMEOUT_MS)
+    load_page(page, target.base_url + "/")
     assert page.locator("[data-transports]").first.get_attribute("data-transports") == OFFERED[target.mode]
-    expect(page.locator("#connection")).to_have_text(LIVE[target.mode], timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#connection")).to_have_text(LIVE[target.mode], timeout=FIRST_LIVE_TIMEOUT_MS)
 
     assert_posts_appear_once_in_order(page, site, f"{target.mode} page")
     assert_a_job_finishes(page)

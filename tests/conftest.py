@@ -30,6 +30,18 @@ PER_TARGET = {
     "daphne_port": daphne_ports,
 }
 
+# Per test, setup and teardown included, by tier: a hung test fails after this many seconds instead of
+# pyproject's global 600 (a test that sets its own timeout marker keeps it).
+TIER_TEST_TIMEOUTS = {
+    # The slowest end-to-end test (a restart of the whole stack) takes about 40 s.
+    "tests/e2e/": 240,
+    "tests/example/": 300,
+    # A job of a few steps, a poll loop of a few seconds.
+    "tests/modes/": 180,
+    # A scan of the test host (lynis) takes a few minutes on a loaded machine; the rest take seconds.
+    "tests/scan/": 600,
+}
+
 
 def pytest_addoption(parser):
     parser.addoption(
@@ -61,6 +73,14 @@ def pytest_configure(config):
     config.stash[STACKS] = Stacks(config.getoption("--target"), config.getoption("--fresh"), log=log)
     if config.getoption("--fresh"):
         signal.signal(signal.SIGTERM, _terminate)
+
+
+def pytest_collection_modifyitems(items):
+    """Each test of a tier in TIER_TEST_TIMEOUTS gets that tier's timeout, unless it has its own."""
+    for item in items:
+        tier = next((folder for folder in TIER_TEST_TIMEOUTS if item.nodeid.startswith(folder)), None)
+        if tier is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIER_TEST_TIMEOUTS[tier]))
 
 
 def pytest_generate_tests(metafunc):

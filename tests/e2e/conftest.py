@@ -10,15 +10,6 @@ from .stack import AppLog, NginxLog
 
 # Every program RUNNING and both tiers healthy through Nginx again, after a test stopped or killed some.
 RECOVERY_SECONDS = 40
-# Per test, setup and teardown included; the slowest (a restart of the whole stack) takes about 40 s.
-E2E_TEST_TIMEOUT = 240
-
-
-def pytest_collection_modifyitems(items):
-    """A hung end-to-end test fails after E2E_TEST_TIMEOUT seconds instead of the global 600."""
-    for item in items:
-        if "tests/e2e/" in item.nodeid and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(E2E_TEST_TIMEOUT))
 
 
 @pytest.fixture

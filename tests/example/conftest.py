@@ -9,15 +9,6 @@ import pytest
 
 # Every program RUNNING and both tiers healthy through Nginx again, after a test stopped or killed some.
 RECOVERY_SECONDS = 60
-# Per test, setup and teardown included.
-EXAMPLE_TEST_TIMEOUT = 300
-
-
-def pytest_collection_modifyitems(items):
-    """A hung test fails after EXAMPLE_TEST_TIMEOUT seconds instead of the global 600."""
-    for item in items:
-        if "tests/example/" in item.nodeid and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(EXAMPLE_TEST_TIMEOUT))
 
 
 @pytest.fixture

@@ -9,16 +9,6 @@ import pytest
 # The browser tests' Chromium (with the local CA trusted), the e2e tier's own fixtures.
 from e2e.test_browser import browser, browser_home  # noqa: F401
 
-# Per test, setup and teardown included: a job of a few steps, a poll loop of a few seconds.
-MODES_TEST_TIMEOUT = 180
-
-
-def pytest_collection_modifyitems(items):
-    """A hung test of this tier fails after MODES_TEST_TIMEOUT seconds instead of the global 600."""
-    for item in items:
-        if "tests/modes/" in item.nodeid and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(MODES_TEST_TIMEOUT))
-
 
 @pytest.fixture
 def site(target):

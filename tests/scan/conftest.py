@@ -6,16 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-# A scan of the test host (lynis) takes a few minutes on a loaded machine; the rest take seconds.
-SCAN_TEST_TIMEOUT = 600
-
-
-def pytest_collection_modifyitems(items):
-    """A hung scanner fails after SCAN_TEST_TIMEOUT seconds instead of the global timeout."""
-    for item in items:
-        if "tests/scan/" in item.nodeid and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(SCAN_TEST_TIMEOUT))
-
 
 def needs_target(config, kind: str) -> None:
     """Skips the test unless the session was given --target `kind`: a session scans the stacks it was

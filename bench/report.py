@@ -349,15 +349,20 @@ def write_all(results: dict, out: Path) -> list[Path]:
     return written
 
 
+def replace_section(readme: Path, begin: str, end: str, body: str) -> None:
+    """Replace the text between the marker lines `begin` and `end` in `readme` with `body` (markdown
+    ending in a newline); the markers stay. ValueError when either marker is missing."""
+    text = readme.read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{readme}: no {begin} ... {end} section")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{body}{end}{tail}")
+
+
 def update_readme(readme: Path, results: dict, results_dir: Path) -> None:
     """Replace the text between BEGIN and END in `readme` with the table and the plot."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{readme}: no {BEGIN} ... {END} section")
-    image = (results_dir / "latency.png").as_posix()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{markdown(results, image)}{END}{tail}")
+    replace_section(readme, BEGIN, END, markdown(results, (results_dir / "latency.png").as_posix()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench import report
 from bench.report import _num
 from bench.stats import ratio
 
@@ -303,13 +304,7 @@ def write_all(results: dict, out: Path) -> list[Path]:
 
 def update_readme(readme: Path, results: dict, results_dir: Path) -> None:
     """Replace the text between BEGIN and END in `readme` with the section. ValueError without them."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{readme}: no {BEGIN} ... {END} section")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    image = (results_dir / "transports.png").as_posix()
-    readme.write_text(f"{head}{BEGIN}\n{markdown(results, image)}{END}{tail}")
+    report.replace_section(readme, BEGIN, END, markdown(results, (results_dir / "transports.png").as_posix()))
 
 
 def main(argv: list[str] | None = None) -> int:

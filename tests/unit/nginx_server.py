@@ -4,11 +4,13 @@ throwaway Nginx of this machine, for the unit tier's Nginx tests (test_nginx_sit
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from listeners import wait_until_listening
@@ -66,3 +68,49 @@ def held_as_websocket(handler: BaseHTTPRequestHandler) -> bool:
         pass
     handler.close_connection = True
     return True
+
+
+@contextlib.contextmanager
+def tagged_upstreams(*names: str) -> Iterator[dict[str, int]]:
+    """One HTTP server per name on a free loopback port, each answering GET and POST with
+    {"upstream": name, "path": path}; yields {name: port} and shuts them down after."""
+    servers = {}
+    for name in names:
+
+        class Handler(BaseHTTPRequestHandler):
+            upstream = name
+
+            def answer(self):
+                body = json.dumps({"upstream": self.upstream, "path": self.path}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args):
+                pass
+
+        servers[name] = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=servers[name].serve_forever, daemon=True).start()
+    try:
+        yield {name: server.server_address[1] for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.shutdown()
+
+
+def tagged_site_variables(conf_dir: Path, port: int, upstreams: dict[str, int], static_root: Path) -> list[str]:
+    """render_site's variables for the plain-HTTP site on `port` whose Gunicorn and one Daphne are the
+    tagged upstreams (tagged_upstreams("gunicorn", "daphne"))."""
+    return [
+        f"nginx_conf_dir={conf_dir}",
+        f"nginx_listen_port={port}",
+        f"gunicorn_port={upstreams['gunicorn']}",
+        f"daphne_base_port={upstreams['daphne']}",
+        "daphne_processes=1",
+        f"app_static_root={static_root}",
+        "nginx_tls=false",
+    ]

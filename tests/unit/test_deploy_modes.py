@@ -9,15 +9,13 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from listeners import free_port
-from nginx_server import render_site, running_nginx
+from nginx_server import render_site, running_nginx, tagged_site_variables, tagged_upstreams
 from test_deploy_configs import nginx_check, supervisor_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,36 +77,11 @@ def test_nginx_accepts_the_site_in_each_mode(tmp_path, mode):
     assert ("upstream channels_stack_daphne" in site) == (mode != "wsgi")
 
 
-class Upstream(BaseHTTPRequestHandler):
-    """Answers every request with JSON naming the server (the class attribute `server`) and the path."""
-
-    server_name_ = ""
-
-    def answer(self):
-        body = json.dumps({"server": self.server_name_, "path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = answer
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def upstreams():
     """Two upstreams on ports of their own: "gunicorn" and "daphne"; yields {name: port}."""
-    servers = {}
-    for name in ("gunicorn", "daphne"):
-        handler = type(f"{name}Upstream", (Upstream,), {"server_name_": name})
-        servers[name] = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=servers[name].serve_forever, daemon=True).start()
-    yield {name: server.server_address[1] for name, server in servers.items()}
-    for server in servers.values():
-        server.shutdown()
+    with tagged_upstreams("gunicorn", "daphne") as ports:
+        yield ports
 
 
 # Path -> who answers it through Nginx in each mode: an upstream's name, or a status from Nginx itself.
@@ -147,23 +120,12 @@ def test_nginx_routes_each_path_to_the_server_the_mode_says(tmp_path, upstreams,
         pytest.fail("nginx is not installed (apt-get install nginx)")
     port = free_port()
     conf_dir = tmp_path / "nginx"
-    render_site(
-        [
-            f"nginx_conf_dir={conf_dir}",
-            f"nginx_listen_port={port}",
-            f"gunicorn_port={upstreams['gunicorn']}",
-            f"daphne_base_port={upstreams['daphne']}",
-            "daphne_processes=1",
-            f"app_static_root={tmp_path}",
-            "nginx_tls=false",
-            f"deploy_mode={mode}",
-        ]
-    )
+    render_site([*tagged_site_variables(conf_dir, port, upstreams, tmp_path), f"deploy_mode={mode}"])
     answered = {}
     with running_nginx(tmp_path, conf_dir, port):
         for path in ROUTES[mode]:
             response = requests.get(f"http://127.0.0.1:{port}{path}", headers={"Host": "localhost"}, timeout=5)
-            answered[path] = response.json()["server"] if response.status_code == 200 else response.status_code
+            answered[path] = response.json()["upstream"] if response.status_code == 200 else response.status_code
     assert answered == ROUTES[mode]
 
 

@@ -3,46 +3,21 @@ than the longest wait the app allows; a real Nginx in front of two upstreams tha
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from listeners import free_port
-from nginx_server import render_site, running_nginx
+from nginx_server import render_site, running_nginx, tagged_site_variables, tagged_upstreams
 from test_nginx_site import Site
 
 from board import views
 
 
-def tagged_upstream(name: str) -> ThreadingHTTPServer:
-    """An upstream answering every GET with {"upstream": name, "path": ...}."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"upstream": name, "path": self.path}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def upstreams():
-    servers = {name: tagged_upstream(name) for name in ("gunicorn", "daphne")}
-    yield {name: server.server_address[1] for name, server in servers.items()}
-    for server in servers.values():
-        server.shutdown()
+    with tagged_upstreams("gunicorn", "daphne") as ports:
+        yield ports
 
 
 @pytest.fixture
@@ -52,17 +27,7 @@ def site(tmp_path, upstreams):
         pytest.fail("nginx is not installed (apt-get install nginx)")
     port = free_port()
     conf_dir = tmp_path / "nginx"
-    render_site(
-        [
-            f"nginx_conf_dir={conf_dir}",
-            f"nginx_listen_port={port}",
-            f"gunicorn_port={upstreams['gunicorn']}",
-            f"daphne_base_port={upstreams['daphne']}",
-            "daphne_processes=1",
-            f"app_static_root={tmp_path}",
-            "nginx_tls=false",
-        ]
-    )
+    render_site(tagged_site_variables(conf_dir, port, upstreams, tmp_path))
     with running_nginx(tmp_path, conf_dir, port):
         site = Site(port, tmp_path)
         site.conf = (conf_dir / "conf.d" / "channels-stack.conf").read_text()
